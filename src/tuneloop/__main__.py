@@ -1,0 +1,3 @@
+from tuneloop.cli.main import main
+
+main()

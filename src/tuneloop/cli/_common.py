@@ -1,0 +1,45 @@
+"""What every command shares: the project, the acting principal, the console, time formatting."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tuneloop.governance.tiers import Actor
+from tuneloop.project import Project
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Context:
+    project_dir: Path
+    key: str | None
+
+    def project(self) -> Project:
+        return Project.open(self.project_dir)
+
+    def actor(self, project: Project) -> Actor:
+        return project.actor(self.key)
+
+
+def state(ctx: typer.Context) -> Context:
+    """The global options (`--project`, `--key`) given before the command."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Context):
+        obj = Context(Path("."), None)
+    return obj
+
+
+def when(value: dt.datetime | None) -> str:
+    """A timestamp for tables: local-agnostic UTC, minutes precision."""
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def tier_label(tier: int | None) -> str:
+    return {1: "[green]1[/]", 2: "[bold red]2[/]"}.get(tier or 0, "-")

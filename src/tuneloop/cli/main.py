@@ -1,0 +1,68 @@
+"""The `tuneloop` command: global options, the command groups, and the one place errors become
+one-line messages and exit codes (1 for user errors, 2 for usage errors)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from tuneloop.cli import approvals, audit, db, keys
+from tuneloop.cli._common import Context, err_console
+from tuneloop.cli.init import init
+from tuneloop.errors import TuneloopError
+
+app = typer.Typer(
+    name="tuneloop",
+    help="Take an LLM feature into production and keep improving it.\n\n"
+         "Example:  tuneloop init my-assistant && cd my-assistant && tuneloop demo",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    project: Path = typer.Option(Path("."), "--project", "-C",
+                                 help="Project folder (default: here or the nearest parent)."),
+    key: str | None = typer.Option(None, "--key", envvar="TUNELOOP_API_KEY", show_envvar=True,
+                                   help="Act as the principal this API key belongs to."),
+) -> None:
+    ctx.obj = Context(project_dir=project, key=key)
+
+
+app.command("init")(init)
+app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
+app.add_typer(approvals.app, name="approvals")
+app.add_typer(audit.app, name="audit")
+
+
+def main() -> None:
+    """Console entry point."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        app(standalone_mode=False)
+    except TuneloopError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,6 @@
+"""Imports every module that declares tables, so `Base.metadata` knows the whole schema.
+
+A stage that adds tables adds its module here and a migration in `migrations/versions/`.
+"""
+
+from tuneloop.store import models  # noqa: F401

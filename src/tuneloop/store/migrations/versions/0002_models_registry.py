@@ -1,0 +1,20 @@
+"""models_registry (placeholder in the chain: the stage that owns these tables fills it in).
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,20 @@
+"""rag_index (placeholder in the chain: the stage that owns these tables fills it in).
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+from __future__ import annotations
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
