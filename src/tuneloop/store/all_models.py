@@ -5,3 +5,4 @@ A stage that adds tables adds its module here and a migration in `migrations/ver
 
 from tuneloop.store import models  # noqa: F401
 from tuneloop.store import evals  # noqa: F401
+from tuneloop.store import runs  # noqa: F401
