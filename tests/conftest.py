@@ -96,9 +96,17 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: s
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `tuneloop` command in a subprocess, as a user would."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tuneloop", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, input=input, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tuneloop", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=300,
+    )

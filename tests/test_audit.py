@@ -15,8 +15,14 @@ from tuneloop.store import AuditEvent, Store
 def seed(store: Store, n: int = 6) -> None:
     with store.session() as s:
         for i in range(n):
-            audit.record(s, actor=f"user{i % 2}", action="test.event", target=f"thing:{i}",
-                         tier=1 + i % 2, details={"i": i, "note": "ünïcode"})
+            audit.record(
+                s,
+                actor=f"user{i % 2}",
+                action="test.event",
+                target=f"thing:{i}",
+                tier=1 + i % 2,
+                details={"i": i, "note": "ünïcode"},
+            )
 
 
 def run_sql(store: Store, sql: str, **params) -> None:
@@ -64,9 +70,12 @@ def test_inserted_event_is_detected(store) -> None:
     # Make room at seq 4 by shifting the tail, then insert a forged event there.
     run_sql(store, "UPDATE audit_events SET seq = seq + 100 WHERE seq >= 4")
     run_sql(store, "UPDATE audit_events SET seq = seq - 99 WHERE seq >= 104")
-    run_sql(store, "INSERT INTO audit_events (seq, ts, actor, action, target, tier, details, "
-                   "prev_hash, hash) SELECT 4, ts, 'mallory', 'approval.grant', 'x', 2, '{}', "
-                   "hash, hash FROM audit_events WHERE seq = 3")
+    run_sql(
+        store,
+        "INSERT INTO audit_events (seq, ts, actor, action, target, tier, details, "
+        "prev_hash, hash) SELECT 4, ts, 'mallory', 'approval.grant', 'x', 2, '{}', "
+        "hash, hash FROM audit_events WHERE seq = 3",
+    )
     result = audit.verify(store)
     assert not result.ok and result.first_bad_seq == 4
 
@@ -117,7 +126,8 @@ def test_eight_processes_appending_at_once_leave_one_valid_chain(database_url) -
     assert result.ok, str(result)
     assert result.count == 1600
     with store.session(write=False) as s:
-        per_worker = s.execute(text(
-            "SELECT actor, COUNT(*) FROM audit_events GROUP BY actor ORDER BY actor")).all()
+        per_worker = s.execute(
+            text("SELECT actor, COUNT(*) FROM audit_events GROUP BY actor ORDER BY actor")
+        ).all()
     assert [(a, n) for a, n in per_worker] == [(f"worker{w}", 200) for w in range(8)]
     store.dispose()

@@ -59,47 +59,70 @@ def test_valid_config_parses_to_typed_objects() -> None:
     ("broken", "expected"),
     [
         # 1. a tier that does not exist, with its field path and line
-        (VALID.replace("tier: 2", "tier: 3"),
-         ["tuneloop.yaml:16:", "sources[1].tier", "found 3", "allowed: 1 or 2"]),
+        (
+            VALID.replace("tier: 2", "tier: 3"),
+            ["tuneloop.yaml:16:", "sources[1].tier", "found 3", "allowed: 1 or 2"],
+        ),
         # 2. a typo in a field name, with a suggestion
-        (VALID.replace("  format: chat", "  formt: chat"),
-         ["task.formt", "unknown field 'formt'", "did you mean 'format'"]),
+        (
+            VALID.replace("  format: chat", "  formt: chat"),
+            ["task.formt", "unknown field 'formt'", "did you mean 'format'"],
+        ),
         # 3. a required field missing
-        (VALID.replace("  name: support\n  format", "  format"),
-         ["task.name", "required field is missing"]),
+        (
+            VALID.replace("  name: support\n  format", "  format"),
+            ["task.name", "required field is missing"],
+        ),
         # 4. a dataset naming a source that is not declared
-        (VALID.replace("sources: [tickets]", "sources: [tikets]"),
-         ["datasets[0].sources[0]", "unknown source 'tikets'", "did you mean 'tickets'"]),
+        (
+            VALID.replace("sources: [tickets]", "sources: [tikets]"),
+            ["datasets[0].sources[0]", "unknown source 'tikets'", "did you mean 'tickets'"],
+        ),
         # 5. a bad enum value
-        (VALID.replace("format: chat", "format: xml"),
-         ["task.format", "found 'xml'", "'chat', 'text' or 'json'"]),
+        (
+            VALID.replace("format: chat", "format: xml"),
+            ["task.format", "found 'xml'", "'chat', 'text' or 'json'"],
+        ),
         # 6. json format without a schema
         (VALID.replace("format: chat", "format: json"), ["task", "needs a json_schema"]),
         # 7. a split that does not add up
-        (VALID.replace("sources: [tickets]", "sources: [tickets]\n    split: {train: 0.9, "
-                       "validation: 0.2, test: 0.1}"),
-         ["datasets[0].split", "must add up to 1.0", "found 1.2"]),
+        (
+            VALID.replace(
+                "sources: [tickets]",
+                "sources: [tickets]\n    split: {train: 0.9, validation: 0.2, test: 0.1}",
+            ),
+            ["datasets[0].split", "must add up to 1.0", "found 1.2"],
+        ),
         # 8. a name with characters that break paths and URLs
         (VALID.replace("name: base", "name: ../base"), ["variants[0].name", "found '../base'"]),
         # 9. a wrong type
-        (VALID.replace("threshold: 0.3", "threshold: high"),
-         ["metrics[0].threshold", "found 'high'"]),
+        (
+            VALID.replace("threshold: 0.3", "threshold: high"),
+            ["metrics[0].threshold", "found 'high'"],
+        ),
         # 10. the same source declared twice
         (VALID.replace("name: tickets", "name: docs"), ["sources[1].name", "declared twice"]),
         # 11. a negative latency budget
         (VALID + "latency:\n  p95_ms: -5\n", ["latency.p95_ms", "greater than 0", "found -5"]),
         # 12. two primary metrics
-        (VALID.replace("primary: true", "primary: true\n  - name: exact_match\n    primary: true"),
-         ["only one metric may be primary"]),
+        (
+            VALID.replace(
+                "primary: true", "primary: true\n  - name: exact_match\n    primary: true"
+            ),
+            ["only one metric may be primary"],
+        ),
         # 13. overlap not smaller than the chunk
-        (VALID + "knowledge_base:\n  chunk_tokens: 64\n  overlap_tokens: 64\n",
-         ["knowledge_base", "overlap_tokens must be smaller"]),
+        (
+            VALID + "knowledge_base:\n  chunk_tokens: 64\n  overlap_tokens: 64\n",
+            ["knowledge_base", "overlap_tokens must be smaller"],
+        ),
         # 14. retention of zero days
-        (VALID + "privacy:\n  retention_days: {2: 0}\n",
-         ["privacy.retention_days", "at least 1 day"]),
+        (
+            VALID + "privacy:\n  retention_days: {2: 0}\n",
+            ["privacy.retention_days", "at least 1 day"],
+        ),
         # 15. an unknown top-level section
-        (VALID + "trainer: {}\n", ["trainer", "unknown field",
-                                  "did you mean 'training'"]),
+        (VALID + "trainer: {}\n", ["trainer", "unknown field", "did you mean 'training'"]),
     ],
 )
 def test_malformed_config_gets_one_clear_message(broken: str, expected: list[str]) -> None:
@@ -112,8 +135,9 @@ def test_malformed_config_gets_one_clear_message(broken: str, expected: list[str
 
 def test_yaml_syntax_error_names_line_and_column() -> None:
     message = error_of("task:\n  name: x\n  description: [unclosed\n")
-    assert message.startswith("tuneloop.yaml:4:1: YAML syntax error") or \
-        message.startswith("tuneloop.yaml:3:"), message
+    assert message.startswith("tuneloop.yaml:4:1: YAML syntax error") or message.startswith(
+        "tuneloop.yaml:3:"
+    ), message
     assert "YAML syntax error" in message
 
 

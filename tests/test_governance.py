@@ -16,10 +16,25 @@ DOCS = Resource("source", "docs", 1)
 DATASET = Resource("dataset", "support", 2, roots=frozenset({"source:tickets"}))
 
 
-def granted(store, people, *, scope=("source:tickets",), uses=("train",), requester="dev",
-            expires_in=dt.timedelta(days=30), **kw) -> int:
-    approval_id = approvals.request(store, people[requester], scope=list(scope), uses=list(uses),
-                                    purpose="fine-tune the assistant", expires_in=expires_in, **kw)
+def granted(
+    store,
+    people,
+    *,
+    scope=("source:tickets",),
+    uses=("train",),
+    requester="dev",
+    expires_in=dt.timedelta(days=30),
+    **kw,
+) -> int:
+    approval_id = approvals.request(
+        store,
+        people[requester],
+        scope=list(scope),
+        uses=list(uses),
+        purpose="fine-tune the assistant",
+        expires_in=expires_in,
+        **kw,
+    )
     approvals.grant(store, people["privacy"], approval_id, "ok")
     return approval_id
 
@@ -54,8 +69,9 @@ def test_approval_of_a_source_covers_what_is_derived_from_it(store, people) -> N
 
 
 def test_self_approval_is_impossible_even_for_the_privacy_team(store, people) -> None:
-    approval_id = approvals.request(store, people["privacy"], scope=["source:tickets"],
-                                    uses=["view"], purpose="audit sample")
+    approval_id = approvals.request(
+        store, people["privacy"], scope=["source:tickets"], uses=["view"], purpose="audit sample"
+    )
     with pytest.raises(PermissionDenied, match="nobody approves their own request"):
         approvals.grant(store, people["privacy"], approval_id)
     approvals.grant(store, people["privacy2"], approval_id)  # a colleague may
@@ -63,8 +79,9 @@ def test_self_approval_is_impossible_even_for_the_privacy_team(store, people) ->
 
 @pytest.mark.parametrize("role", ["dev2", "admin"])
 def test_only_the_privacy_role_decides(store, people, role) -> None:
-    approval_id = approvals.request(store, people["dev"], scope=["source:tickets"], uses=["train"],
-                                    purpose="x")
+    approval_id = approvals.request(
+        store, people["dev"], scope=["source:tickets"], uses=["train"], purpose="x"
+    )
     with pytest.raises(PermissionDenied, match="only the privacy team"):
         approvals.grant(store, people[role], approval_id)
     with pytest.raises(PermissionDenied, match="only the privacy team"):
@@ -77,8 +94,11 @@ def test_only_the_privacy_role_decides(store, people, role) -> None:
 def test_expired_approval_stops_working_and_the_refusal_says_so(store, people) -> None:
     approval_id = granted(store, people)
     with store.session() as s:
-        s.execute(update(Approval).where(Approval.id == approval_id)
-                  .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+        s.execute(
+            update(Approval)
+            .where(Approval.id == approval_id)
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+        )
     with pytest.raises(ApprovalRequired, match=f"approval #{approval_id} expired"):
         require(store, people["dev"], "train", [TICKETS])
 
@@ -92,8 +112,9 @@ def test_revoked_approval_stops_working_at_once(store, people) -> None:
 
 
 def test_denied_and_pending_requests_allow_nothing(store, people) -> None:
-    pending = approvals.request(store, people["dev"], scope=["source:tickets"], uses=["train"],
-                                purpose="x")
+    pending = approvals.request(
+        store, people["dev"], scope=["source:tickets"], uses=["train"], purpose="x"
+    )
     with pytest.raises(ApprovalRequired, match=f"approval #{pending} is pending"):
         require(store, people["dev"], "train", [TICKETS])
     approvals.deny(store, people["privacy"], pending, "no")
@@ -107,8 +128,9 @@ def test_scope_that_does_not_cover_the_resource_allows_nothing(store, people) ->
     granted(store, people, scope=("source:other-tickets",))
     with pytest.raises(ApprovalRequired):
         require(store, people["dev"], "train", [TICKETS])
-    derived_from_two = Resource("dataset", "mix", 2,
-                                roots=frozenset({"source:tickets", "source:calls"}))
+    derived_from_two = Resource(
+        "dataset", "mix", 2, roots=frozenset({"source:tickets", "source:calls"})
+    )
     granted(store, people, scope=("source:tickets",))
     with pytest.raises(ApprovalRequired):
         require(store, people["dev"], "train", [derived_from_two])
@@ -116,7 +138,9 @@ def test_scope_that_does_not_cover_the_resource_allows_nothing(store, people) ->
 
 def test_use_not_allowed_by_the_approval_is_refused(store, people) -> None:
     approval_id = granted(store, people, uses=("evaluate",))
-    with pytest.raises(ApprovalRequired, match=f"approval #{approval_id} allows evaluate, not 'train'"):
+    with pytest.raises(
+        ApprovalRequired, match=f"approval #{approval_id} allows evaluate, not 'train'"
+    ):
         require(store, people["dev"], "train", [TICKETS])
     assert require(store, people["dev"], "evaluate", [TICKETS]) == [approval_id]
 
@@ -149,8 +173,9 @@ def test_bad_requests_are_refused_with_the_allowed_values(store, people) -> None
 
 
 def test_api_keys_are_stored_hashed_and_revocable(store, people) -> None:
-    new = principals.create_key(store, people["admin"], "svc", role="developer",
-                                audience="public", kind="service")
+    new = principals.create_key(
+        store, people["admin"], "svc", role="developer", audience="public", kind="service"
+    )
     assert principals.authenticate(store, new.secret).name == "svc"
     for key, _ in principals.list_keys(store):
         assert new.secret not in (key.key_hash, key.prefix)

@@ -22,8 +22,14 @@ DEV = Actor(1, "dan", "developer", "internal")
 
 
 def grant(**kw) -> Grant:
-    base = dict(id=1, status="granted", scope=frozenset({"source:t"}), uses=frozenset({"train"}),
-                expires_at=NOW + dt.timedelta(days=1), beneficiary="principal:dan")
+    base = dict(
+        id=1,
+        status="granted",
+        scope=frozenset({"source:t"}),
+        uses=frozenset({"train"}),
+        expires_at=NOW + dt.timedelta(days=1),
+        beneficiary="principal:dan",
+    )
     base.update(kw)
     return Grant(**base)
 
@@ -45,10 +51,17 @@ def test_roots_are_the_tier2_sources_behind_a_derived_thing() -> None:
 
 @pytest.mark.parametrize(
     ("change", "allowed"),
-    [({}, True), ({"status": "pending"}, False), ({"status": "revoked"}, False),
-     ({"expires_at": NOW}, False), ({"uses": frozenset({"view"})}, False),
-     ({"scope": frozenset({"source:x"})}, False), ({"beneficiary": "principal:eve"}, False),
-     ({"beneficiary": "audience:internal"}, True), ({"beneficiary": "audience:public"}, False)],
+    [
+        ({}, True),
+        ({"status": "pending"}, False),
+        ({"status": "revoked"}, False),
+        ({"expires_at": NOW}, False),
+        ({"uses": frozenset({"view"})}, False),
+        ({"scope": frozenset({"source:x"})}, False),
+        ({"beneficiary": "principal:eve"}, False),
+        ({"beneficiary": "audience:internal"}, True),
+        ({"beneficiary": "audience:public"}, False),
+    ],
 )
 def test_a_grant_covers_only_when_live_in_scope_for_the_use_and_for_this_actor(change, allowed):
     found = covering_grant(DEV, Resource("source", "t", 2), "train", [grant(**change)], NOW)

@@ -93,7 +93,7 @@ class KnowledgeBaseConfig(_Model):
 
 
 class ModelConfig(_Model):
-    """A base model: the bundled one, a local folder or GGUF file, or an OpenAI-compatible endpoint."""
+    """A base model: the bundled one, a local folder or GGUF file, or an OpenAI-compatible URL."""
 
     name: Name = "smollm2-135m"
     path: str = "bundled:smollm2-135m"
@@ -269,7 +269,9 @@ class ProjectConfig(_Model):
 
     @property
     def primary_metric(self) -> MetricConfig | None:
-        return next((m for m in self.metrics if m.primary), self.metrics[0] if self.metrics else None)
+        return next(
+            (m for m in self.metrics if m.primary), self.metrics[0] if self.metrics else None
+        )
 
 
 class _PathError(ValueError):
@@ -335,7 +337,7 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> ProjectConfig:
         raise ConfigError(f"{source}: the file is empty", hint="run `tuneloop init` for a starter")
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{source}:1: the top level must be a mapping of sections (task, metrics, sources, ...), "
+            f"{source}:1: the top level must be a mapping of sections (task, sources, ...), "
             f"found {type(data).__name__}"
         )
     try:

@@ -1,9 +1,9 @@
 """The exceptions tuneloop raises, written for the person who reads them.
 
     TuneloopError                 base: catch this to catch everything tuneloop raises on purpose
-    ├── ConfigError               tuneloop.yaml is missing, unreadable or invalid (names file, field, line)
+    ├── ConfigError               tuneloop.yaml is missing or invalid (names file, field, line)
     ├── StoreError                the database cannot be opened or migrated
-    ├── NotFound                  a named thing (source, dataset, key, approval, run...) does not exist
+    ├── NotFound                  a named thing (source, dataset, key, run...) does not exist
     ├── DataError                 a record or file is malformed (names file and line)
     ├── PermissionDenied          the principal's role does not allow the action
     │   └── ApprovalRequired      Tier 2 data used without a live approval (names what to request)

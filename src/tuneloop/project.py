@@ -1,8 +1,8 @@
 """Project: a folder with `tuneloop.yaml` and `.tuneloop/`; the Python API's entry point.
 
-    project = tuneloop.Project.open("path/to/project")
-    project.config.task.name
-    with project.store.session() as session: ...
+project = tuneloop.Project.open("path/to/project")
+project.config.task.name
+with project.store.session() as session: ...
 """
 
 from __future__ import annotations
@@ -66,9 +66,13 @@ class Project:
                 session, creator, role="admin" if existing == 0 else "developer"
             )
             if existing == 0:
-                audit.record(session, actor=principal.name, action="project.init",
-                             target=f"project:{project.config.task.name}",
-                             details={"root": str(root)})
+                audit.record(
+                    session,
+                    actor=principal.name,
+                    action="project.init",
+                    target=f"project:{project.config.task.name}",
+                    details={"root": str(root)},
+                )
         return project
 
     @property

@@ -22,7 +22,11 @@ class Context:
     key: str | None
 
     def project(self) -> Project:
-        return Project.open(self.project_dir)
+        """Open the project; a key given on the command line is checked at once."""
+        project = Project.open(self.project_dir)
+        if self.key:
+            project.actor(self.key)
+        return project
 
     def actor(self, project: Project) -> Actor:
         return project.actor(self.key)

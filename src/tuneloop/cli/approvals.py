@@ -9,20 +9,25 @@ from tuneloop.cli._common import console, state, when
 from tuneloop.governance import approvals
 from tuneloop.store import utcnow
 
-app = typer.Typer(help="Approvals for Tier 2 data: request, grant, deny, revoke, list.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Approvals for Tier 2 data: request, grant, deny, revoke, list.", no_args_is_help=True
+)
 
 
 @app.command()
 def request(
     ctx: typer.Context,
-    scope: list[str] = typer.Option(..., "--scope", help="KIND:NAME, e.g. source:tickets. Repeatable."),
-    use: list[str] = typer.Option(..., "--use", help="train, evaluate, rag, view, export or "
-                                  "deploy-public. Repeatable."),
+    scope: list[str] = typer.Option(
+        ..., "--scope", help="KIND:NAME, e.g. source:tickets. Repeatable."
+    ),
+    use: list[str] = typer.Option(
+        ..., "--use", help="train, evaluate, rag, view, export or deploy-public. Repeatable."
+    ),
     purpose: str = typer.Option(..., help="Why: what the privacy team decides on."),
     expires: str = typer.Option("90d", help="Validity once granted, e.g. 30d, 12h, 2w."),
-    for_audience: str | None = typer.Option(None, "--for-audience",
-                                            help="Ask for every principal of this audience."),
+    for_audience: str | None = typer.Option(
+        None, "--for-audience", help="Ask for every principal of this audience."
+    ),
 ) -> None:
     """Ask the privacy team for the use of Tier 2 data.
 
@@ -31,11 +36,19 @@ def request(
     """
     c = state(ctx)
     project = c.project()
-    approval_id = approvals.request(project.store, c.actor(project), scope=scope, uses=use,
-                                    purpose=purpose, expires_in=approvals.parse_duration(expires),
-                                    for_audience=for_audience)
-    console.print(f"[green]✓[/] requested approval #{approval_id}; the privacy team grants it with "
-                  f"`tuneloop approvals grant {approval_id}`")
+    approval_id = approvals.request(
+        project.store,
+        c.actor(project),
+        scope=scope,
+        uses=use,
+        purpose=purpose,
+        expires_in=approvals.parse_duration(expires),
+        for_audience=for_audience,
+    )
+    console.print(
+        f"[green]✓[/] requested approval #{approval_id}; the privacy team grants it with "
+        f"`tuneloop approvals grant {approval_id}`"
+    )
 
 
 def _decision(name: str, fn, doc_example: str):
@@ -53,15 +66,30 @@ def _decision(name: str, fn, doc_example: str):
     return command
 
 
-app.command("grant")(_decision("granted", approvals.grant,
-    "Grant a pending request (privacy role; never your own).\n\n"
-    "Example:  TUNELOOP_API_KEY=$PRIVACY_KEY tuneloop approvals grant 3 --reason 'ticket PRV-12'"))
-app.command("deny")(_decision("denied", approvals.deny,
-    "Deny a pending request (privacy role; never your own).\n\n"
-    "Example:  tuneloop approvals deny 3 --reason 'use aggregated data instead'"))
-app.command("revoke")(_decision("revoked", approvals.revoke,
-    "Withdraw a granted approval; it stops working at once (privacy role).\n\n"
-    "Example:  tuneloop approvals revoke 3 --reason 'project ended'"))
+app.command("grant")(
+    _decision(
+        "granted",
+        approvals.grant,
+        "Grant a pending request (privacy role; never your own).\n\n"
+        "Example:  tuneloop --key $PRIVACY_KEY approvals grant 3 --reason 'PRV-12'",
+    )
+)
+app.command("deny")(
+    _decision(
+        "denied",
+        approvals.deny,
+        "Deny a pending request (privacy role; never your own).\n\n"
+        "Example:  tuneloop approvals deny 3 --reason 'use aggregated data instead'",
+    )
+)
+app.command("revoke")(
+    _decision(
+        "revoked",
+        approvals.revoke,
+        "Withdraw a granted approval; it stops working at once (privacy role).\n\n"
+        "Example:  tuneloop approvals revoke 3 --reason 'project ended'",
+    )
+)
 
 
 @app.command("list")
@@ -79,15 +107,34 @@ def list_(
     who = c.actor(project).name if mine else None
     now = utcnow()
     table = Table(title="Approvals")
-    for col in ("#", "status", "requester", "for", "scope", "uses", "purpose", "expires", "decided by"):
+    for col in (
+        "#",
+        "status",
+        "requester",
+        "for",
+        "scope",
+        "uses",
+        "purpose",
+        "expires",
+        "decided by",
+    ):
         table.add_column(col, overflow="fold")
     colours = {"pending": "yellow", "granted": "green", "denied": "red", "revoked": "red"}
-    for row, requester, decider in approvals.list_approvals(project.store, status=status,
-                                                            requester=who):
+    for row, requester, decider in approvals.list_approvals(
+        project.store, status=status, requester=who
+    ):
         shown = row.status
         if row.status == "granted" and row.expires_at <= now:
             shown = "expired"
-        table.add_row(str(row.id), f"[{colours.get(shown, 'red')}]{shown}[/]", requester,
-                      row.beneficiary.split(":", 1)[1], ", ".join(row.scope), ", ".join(row.uses),
-                      row.purpose, when(row.expires_at), decider or "")
+        table.add_row(
+            str(row.id),
+            f"[{colours.get(shown, 'red')}]{shown}[/]",
+            requester,
+            row.beneficiary.split(":", 1)[1],
+            ", ".join(row.scope),
+            ", ".join(row.uses),
+            row.purpose,
+            when(row.expires_at),
+            decider or "",
+        )
     console.print(table)

@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from tuneloop.cli._common import console, state, tier_label, when
+from tuneloop.errors import PermissionDenied
 from tuneloop.governance import audit
 
 app = typer.Typer(help="The audit log: list events, verify the chain.", no_args_is_help=True)
@@ -22,7 +23,13 @@ def list_(
 
     Example:  tuneloop audit list --action approval --limit 20
     """
-    project = state(ctx).project()
+    c = state(ctx)
+    project = c.project()
+    me = c.actor(project)
+    if me.role not in ("privacy", "admin"):
+        raise PermissionDenied(
+            f"the audit log is for the privacy team and admins; {me.name} has role {me.role!r}"
+        )
     table = Table(title="Audit events")
     for col in ("#", "time", "actor", "action", "target", "tier"):
         table.add_column(col, overflow="fold")

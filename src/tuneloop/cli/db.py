@@ -18,8 +18,9 @@ def upgrade(ctx: typer.Context) -> None:
     """
     project = state(ctx).project()
     project.store.upgrade()
-    console.print(f"[green]✓[/] {project.store.safe_url} is at revision "
-                  f"{project.store.current_revision()}")
+    console.print(
+        f"[green]✓[/] {project.store.safe_url} is at revision {project.store.current_revision()}"
+    )
 
 
 @app.command()

@@ -26,11 +26,18 @@ def create(
     """
     c = state(ctx)
     project = c.project()
-    new = principals.create_key(project.store, c.actor(project), name, role=role,
-                                audience=audience, label=label,
-                                kind="service" if service else "person")
-    console.print(f"[green]✓[/] key for {name} ({role}, {audience}); copy it now, it is not "
-                  "shown again:")
+    new = principals.create_key(
+        project.store,
+        c.actor(project),
+        name,
+        role=role,
+        audience=audience,
+        label=label,
+        kind="service" if service else "person",
+    )
+    console.print(
+        f"[green]✓[/] key for {name} ({role}, {audience}); copy it now, it is not shown again:"
+    )
     console.print(new.secret, soft_wrap=True, highlight=False)
 
 
@@ -46,8 +53,15 @@ def list_(ctx: typer.Context) -> None:
         table.add_column(col)
     for key, principal in principals.list_keys(project.store):
         status = f"[red]revoked {when(key.revoked_at)}[/]" if key.revoked_at else "[green]active[/]"
-        table.add_row(key.prefix, principal.name, principal.role, principal.audience, key.label,
-                      when(key.created_at), status)
+        table.add_row(
+            key.prefix,
+            principal.name,
+            principal.role,
+            principal.audience,
+            key.label,
+            when(key.created_at),
+            status,
+        )
     console.print(table)
 
 

@@ -17,7 +17,7 @@ from tuneloop.errors import TuneloopError
 app = typer.Typer(
     name="tuneloop",
     help="Take an LLM feature into production and keep improving it.\n\n"
-         "Example:  tuneloop init my-assistant && cd my-assistant && tuneloop demo",
+    "Example:  tuneloop init my-assistant && cd my-assistant && tuneloop demo",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -27,10 +27,16 @@ app = typer.Typer(
 @app.callback()
 def _global(
     ctx: typer.Context,
-    project: Path = typer.Option(Path("."), "--project", "-C",
-                                 help="Project folder (default: here or the nearest parent)."),
-    key: str | None = typer.Option(None, "--key", envvar="TUNELOOP_API_KEY", show_envvar=True,
-                                   help="Act as the principal this API key belongs to."),
+    project: Path = typer.Option(
+        Path("."), "--project", "-C", help="Project folder (default: here or the nearest parent)."
+    ),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        envvar="TUNELOOP_API_KEY",
+        show_envvar=True,
+        help="Act as the principal this API key belongs to.",
+    ),
 ) -> None:
     ctx.obj = Context(project_dir=project, key=key)
 
@@ -48,21 +54,9 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors print themselves and exit 2
     except TuneloopError as exc:
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
         if exc.hint:
             err_console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

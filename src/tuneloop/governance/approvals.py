@@ -25,18 +25,35 @@ def parse_duration(text: str) -> dt.timedelta:
     if not match:
         raise TuneloopError(f"cannot read duration {text!r}; use forms like 30d, 12h, 2w")
     value, unit = int(match.group(1)), match.group(2)
-    return {"m": dt.timedelta(minutes=value), "h": dt.timedelta(hours=value),
-            "d": dt.timedelta(days=value), "w": dt.timedelta(weeks=value)}[unit]
+    return {
+        "m": dt.timedelta(minutes=value),
+        "h": dt.timedelta(hours=value),
+        "d": dt.timedelta(days=value),
+        "w": dt.timedelta(weeks=value),
+    }[unit]
 
 
 def grant_of(row: Approval) -> Grant:
-    return Grant(id=row.id, status=row.status, scope=frozenset(row.scope),
-                 uses=frozenset(row.uses), expires_at=row.expires_at,
-                 beneficiary=row.beneficiary)
+    return Grant(
+        id=row.id,
+        status=row.status,
+        scope=frozenset(row.scope),
+        uses=frozenset(row.uses),
+        expires_at=row.expires_at,
+        beneficiary=row.beneficiary,
+    )
 
 
-def request(store: Store, by: Actor, *, scope: list[str], uses: list[str], purpose: str,
-            expires_in: dt.timedelta = dt.timedelta(days=90), for_audience: str | None = None) -> int:
+def request(
+    store: Store,
+    by: Actor,
+    *,
+    scope: list[str],
+    uses: list[str],
+    purpose: str,
+    expires_in: dt.timedelta = dt.timedelta(days=90),
+    for_audience: str | None = None,
+) -> int:
     """File a request; returns its id. `for_audience` asks for every principal of an audience."""
     if not scope:
         raise TuneloopError("an approval request needs a scope, e.g. --scope source:tickets")
@@ -57,15 +74,30 @@ def request(store: Store, by: Actor, *, scope: list[str], uses: list[str], purpo
         raise TuneloopError(f"unknown audience {for_audience!r}; allowed: {', '.join(AUDIENCES)}")
     beneficiary = f"audience:{for_audience}" if for_audience else by.ref
     with store.session() as session:
-        row = Approval(requester_id=by.id, purpose=purpose.strip(), scope=sorted(set(scope)),
-                       uses=sorted(set(uses)), expires_at=utcnow() + expires_in,
-                       beneficiary=beneficiary)
+        row = Approval(
+            requester_id=by.id,
+            purpose=purpose.strip(),
+            scope=sorted(set(scope)),
+            uses=sorted(set(uses)),
+            expires_at=utcnow() + expires_in,
+            beneficiary=beneficiary,
+        )
         session.add(row)
         session.flush()
-        audit.record(session, actor=by.name, action="approval.request", target=f"approval:{row.id}",
-                     tier=2, details={"scope": row.scope, "uses": row.uses, "purpose": row.purpose,
-                                      "beneficiary": beneficiary,
-                                      "expires_at": row.expires_at.isoformat()})
+        audit.record(
+            session,
+            actor=by.name,
+            action="approval.request",
+            target=f"approval:{row.id}",
+            tier=2,
+            details={
+                "scope": row.scope,
+                "uses": row.uses,
+                "purpose": row.purpose,
+                "beneficiary": beneficiary,
+                "expires_at": row.expires_at.isoformat(),
+            },
+        )
         return row.id
 
 
@@ -77,29 +109,44 @@ def _decide(store: Store, by: Actor, approval_id: int, new_status: str, reason: 
             raise NotFound(f"no approval #{approval_id}", hint="`tuneloop approvals list`")
         requester_id = row.requester_id
     if new_status == "revoked":
-        why_not = None if by.role == "privacy" else (
-            f"only the privacy team revokes approvals; {by.name} has role {by.role!r}")
+        why_not = (
+            None
+            if by.role == "privacy"
+            else (f"only the privacy team revokes approvals; {by.name} has role {by.role!r}")
+        )
     else:
         why_not = may_decide(by, requester_id)
     if why_not:
-        audit.record_now(store, actor=by.name, action="approval.refused",
-                         target=f"approval:{approval_id}", tier=2,
-                         details={"attempted": _verb(new_status), "why": why_not})
+        audit.record_now(
+            store,
+            actor=by.name,
+            action="approval.refused",
+            target=f"approval:{approval_id}",
+            tier=2,
+            details={"attempted": _verb(new_status), "why": why_not},
+        )
         raise PermissionDenied(f"cannot {_verb(new_status)} approval #{approval_id}: {why_not}")
     with store.session() as session:
         row = session.get(Approval, approval_id)
         assert row is not None
         expected = "granted" if new_status == "revoked" else "pending"
         if row.status != expected:
-            raise TuneloopError(f"approval #{approval_id} is {row.status}; only a {expected} "
-                                f"approval can be {new_status}")
+            raise TuneloopError(
+                f"approval #{approval_id} is {row.status}; only a {expected} "
+                f"approval can be {new_status}"
+            )
         row.status = new_status
         row.decided_by_id = by.id
         row.decided_at = utcnow()
         row.reason = reason
-        audit.record(session, actor=by.name, action=f"approval.{_verb(new_status)}",
-                     target=f"approval:{approval_id}", tier=2,
-                     details={"reason": reason, "scope": row.scope, "uses": row.uses})
+        audit.record(
+            session,
+            actor=by.name,
+            action=f"approval.{_verb(new_status)}",
+            target=f"approval:{approval_id}",
+            tier=2,
+            details={"reason": reason, "scope": row.scope, "uses": row.uses},
+        )
         session.flush()
         return row
 
@@ -123,8 +170,9 @@ def revoke(store: Store, by: Actor, approval_id: int, reason: str = "") -> Appro
     return _decide(store, by, approval_id, "revoked", reason)
 
 
-def list_approvals(store: Store, *, status: str | None = None,
-                   requester: str | None = None) -> list[tuple[Approval, str, str | None]]:
+def list_approvals(
+    store: Store, *, status: str | None = None, requester: str | None = None
+) -> list[tuple[Approval, str, str | None]]:
     """Approvals newest first, with requester and decider names."""
     with store.session(write=False) as session:
         query = select(Approval).order_by(Approval.id.desc())
@@ -144,8 +192,13 @@ def list_approvals(store: Store, *, status: str | None = None,
 def grants_for(store: Store, actor: Actor) -> list[Grant]:
     """Every approval that names this actor or its audience (live or not: the gate decides)."""
     with store.session(write=False) as session:
-        rows = session.execute(
-            select(Approval).where(Approval.beneficiary.in_([actor.ref, f"audience:{actor.audience}"]))
-            .order_by(Approval.id.desc())
-        ).scalars().all()
+        rows = (
+            session.execute(
+                select(Approval)
+                .where(Approval.beneficiary.in_([actor.ref, f"audience:{actor.audience}"]))
+                .order_by(Approval.id.desc())
+            )
+            .scalars()
+            .all()
+        )
         return [grant_of(r) for r in rows]

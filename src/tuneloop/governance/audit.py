@@ -22,8 +22,9 @@ from tuneloop.store import AuditEvent, AuditHead, Store, utcnow
 GENESIS = "0" * 64
 
 
-def _canonical(seq: int, ts: dt.datetime, actor: str, action: str, target: str,
-               tier: int | None, details: str) -> str:
+def _canonical(
+    seq: int, ts: dt.datetime, actor: str, action: str, target: str, tier: int | None, details: str
+) -> str:
     body = {
         "seq": seq,
         "ts": ts.astimezone(dt.UTC).isoformat(timespec="microseconds"),
@@ -41,8 +42,12 @@ def _link(prev_hash: str, canonical: str) -> str:
 
 
 def _event_hash(event: AuditEvent, prev_hash: str) -> str:
-    return _link(prev_hash, _canonical(event.seq, event.ts, event.actor, event.action,
-                                       event.target, event.tier, event.details))
+    return _link(
+        prev_hash,
+        _canonical(
+            event.seq, event.ts, event.actor, event.action, event.target, event.tier, event.details
+        ),
+    )
 
 
 def record(
@@ -61,10 +66,20 @@ def record(
     seq = head.seq + 1
     # Microsecond precision is what every backend stores; hash exactly what will be read back.
     ts = utcnow()
-    details_text = json.dumps(details or {}, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False, default=str)
-    event = AuditEvent(seq=seq, ts=ts, actor=actor, action=action, target=target, tier=tier,
-                       details=details_text, prev_hash=head.hash, hash="")
+    details_text = json.dumps(
+        details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    event = AuditEvent(
+        seq=seq,
+        ts=ts,
+        actor=actor,
+        action=action,
+        target=target,
+        tier=tier,
+        details=details_text,
+        prev_hash=head.hash,
+        hash="",
+    )
     event.hash = _event_hash(event, head.hash)
     session.add(event)
     head.seq, head.hash = seq, event.hash
@@ -73,7 +88,7 @@ def record(
 
 
 def record_now(store: Store, **kwargs: Any) -> None:
-    """Append one event in a transaction of its own (for refusals, which must outlive a rollback)."""
+    """Append one event in its own transaction (for refusals, which must outlive a rollback)."""
     with store.session() as session:
         record(session, **kwargs)
 
@@ -102,32 +117,53 @@ def verify(store: Store, batch: int = 5000) -> Verification:
         head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
         last = 0
         while True:
-            rows = session.execute(
-                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-            ).scalars().all()
+            rows = (
+                session.execute(
+                    select(AuditEvent)
+                    .where(AuditEvent.seq > last)
+                    .order_by(AuditEvent.seq)
+                    .limit(batch)
+                )
+                .scalars()
+                .all()
+            )
             if not rows:
                 break
             for event in rows:
                 if event.seq != expected:
-                    return Verification(False, count, expected,
-                                        f"event #{expected} is missing (next present is "
-                                        f"#{event.seq}): deleted?")
+                    return Verification(
+                        False,
+                        count,
+                        expected,
+                        f"event #{expected} is missing (next present is #{event.seq}): deleted?",
+                    )
                 if event.prev_hash != prev:
-                    return Verification(False, count, event.seq,
-                                        f"{_describe(event)} does not follow event #{expected - 1} "
-                                        "(inserted, reordered or re-linked?)")
+                    return Verification(
+                        False,
+                        count,
+                        event.seq,
+                        f"{_describe(event)} does not follow event #{expected - 1} "
+                        "(inserted, reordered or re-linked?)",
+                    )
                 if _event_hash(event, prev) != event.hash:
-                    return Verification(False, count, event.seq,
-                                        f"{_describe(event)}: its content no longer matches its "
-                                        "hash (edited?)")
+                    return Verification(
+                        False,
+                        count,
+                        event.seq,
+                        f"{_describe(event)}: its content no longer matches its hash (edited?)",
+                    )
                 prev = event.hash
                 expected += 1
                 count += 1
                 last = event.seq
         if head.seq != count or head.hash != prev:
-            return Verification(False, count, count + 1 if head.seq > count else head.seq,
-                                f"the chain ends at event #{count} but {head.seq} were appended "
-                                "(events at the end deleted?)")
+            return Verification(
+                False,
+                count,
+                count + 1 if head.seq > count else head.seq,
+                f"the chain ends at event #{count} but {head.seq} were appended "
+                "(events at the end deleted?)",
+            )
     return Verification(True, count)
 
 
@@ -135,8 +171,9 @@ def _describe(event: AuditEvent) -> str:
     return f"event #{event.seq} ({event.action} by {event.actor} at {event.ts:%Y-%m-%d %H:%M:%S})"
 
 
-def list_events(store: Store, *, limit: int = 50, action: str | None = None,
-                actor: str | None = None) -> list[AuditEvent]:
+def list_events(
+    store: Store, *, limit: int = 50, action: str | None = None, actor: str | None = None
+) -> list[AuditEvent]:
     """The newest events first, optionally filtered."""
     with store.session(write=False) as session:
         query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)

@@ -11,8 +11,9 @@ from tuneloop.governance.tiers import Actor, Grant, Resource, covering_grant, ne
 from tuneloop.store import Store, utcnow
 
 
-def require(store: Store, actor: Actor, use: str, resources: Sequence[Resource], *,
-            purpose: str = "") -> list[int]:
+def require(
+    store: Store, actor: Actor, use: str, resources: Sequence[Resource], *, purpose: str = ""
+) -> list[int]:
     """Allow `actor` to use `resources` for `use`, or raise `ApprovalRequired`.
 
     Every allowed use is audited; every refusal is audited and names the approval to request.
@@ -34,21 +35,34 @@ def require(store: Store, actor: Actor, use: str, resources: Sequence[Resource],
             used[grant.id] = grant
     if missing:
         message = _refusal(actor, use, missing, grants, now)
-        audit.record_now(store, actor=actor.name, action="access.refused",
-                         target=", ".join(r.ref for r in missing), tier=2,
-                         details={"use": use, "purpose": purpose,
-                                  "resources": [r.ref for r in missing]})
+        audit.record_now(
+            store,
+            actor=actor.name,
+            action="access.refused",
+            target=", ".join(r.ref for r in missing),
+            tier=2,
+            details={"use": use, "purpose": purpose, "resources": [r.ref for r in missing]},
+        )
         scope = " ".join(f"--scope {ref}" for ref in sorted({_scope_ref(r) for r in missing}))
         raise ApprovalRequired(
-            message, use=use, resources=[r.ref for r in missing],
-            hint=(f"request one with `tuneloop approvals request {scope} --use {use} --purpose "
-                  "\"...\"`; a member of the privacy team then runs `tuneloop approvals grant ID`"),
+            message,
+            use=use,
+            resources=[r.ref for r in missing],
+            hint=(
+                f"request one with `tuneloop approvals request {scope} --use {use} --purpose "
+                '"..."`; a member of the privacy team then runs `tuneloop approvals grant ID`'
+            ),
         )
     tier = max((r.tier for r in resources), default=1)
     if resources:
-        audit.record_now(store, actor=actor.name, action=f"use.{use}",
-                         target=", ".join(r.ref for r in resources), tier=tier,
-                         details={"purpose": purpose, "approvals": sorted(used)})
+        audit.record_now(
+            store,
+            actor=actor.name,
+            action=f"use.{use}",
+            target=", ".join(r.ref for r in resources),
+            tier=tier,
+            details={"purpose": purpose, "approvals": sorted(used)},
+        )
     return sorted(used)
 
 
@@ -59,10 +73,14 @@ def _scope_ref(resource: Resource) -> str:
 
 def _refusal(actor: Actor, use: str, missing: list[Resource], grants: list[Grant], now) -> str:
     what = ", ".join(str(r) for r in missing)
-    lines = [f"{actor.name} may not use {what} for {use!r}: Tier 2 (customer) data needs a live "
-             "approval from the privacy team that covers it"]
+    lines = [
+        f"{actor.name} may not use {what} for {use!r}: Tier 2 (customer) data needs a live "
+        "approval from the privacy team that covers it"
+    ]
     for grant in grants:
-        relevant = any(r.ref in grant.scope or (r.roots and r.roots <= grant.scope) for r in missing)
+        relevant = any(
+            r.ref in grant.scope or (r.roots and r.roots <= grant.scope) for r in missing
+        )
         if not relevant:
             continue
         if grant.status == "granted" and grant.expires_at <= now:
@@ -70,5 +88,7 @@ def _refusal(actor: Actor, use: str, missing: list[Resource], grants: list[Grant
         elif grant.status in ("pending", "denied", "revoked"):
             lines.append(f"approval #{grant.id} is {grant.status}")
         elif use not in grant.uses:
-            lines.append(f"approval #{grant.id} allows {', '.join(sorted(grant.uses))}, not {use!r}")
+            lines.append(
+                f"approval #{grant.id} allows {', '.join(sorted(grant.uses))}, not {use!r}"
+            )
     return "; ".join(lines)

@@ -21,8 +21,9 @@ API_KEY_ENV = "TUNELOOP_API_KEY"
 
 
 def actor_of(principal: Principal) -> Actor:
-    return Actor(id=principal.id, name=principal.name, role=principal.role,
-                 audience=principal.audience)
+    return Actor(
+        id=principal.id, name=principal.name, role=principal.role, audience=principal.audience
+    )
 
 
 def hash_key(key: str) -> str:
@@ -36,11 +37,19 @@ def _check(role: str, audience: str) -> None:
         raise TuneloopError(f"unknown audience {audience!r}; audiences are {', '.join(AUDIENCES)}")
 
 
-def ensure_principal(session: Session, name: str, *, role: str = "developer",
-                     audience: str = "internal", kind: str = "person") -> Principal:
+def ensure_principal(
+    session: Session,
+    name: str,
+    *,
+    role: str = "developer",
+    audience: str = "internal",
+    kind: str = "person",
+) -> Principal:
     """The principal with this name, created with this role and audience if it does not exist."""
     _check(role, audience)
-    principal = session.execute(select(Principal).where(Principal.name == name)).scalar_one_or_none()
+    principal = session.execute(
+        select(Principal).where(Principal.name == name)
+    ).scalar_one_or_none()
     if principal is None:
         principal = Principal(name=name, role=role, audience=audience, kind=kind)
         session.add(principal)
@@ -57,8 +66,16 @@ class NewKey:
     principal: Actor
 
 
-def create_key(store: Store, by: Actor, name: str, *, role: str = "developer",
-               audience: str = "internal", label: str = "", kind: str = "person") -> NewKey:
+def create_key(
+    store: Store,
+    by: Actor,
+    name: str,
+    *,
+    role: str = "developer",
+    audience: str = "internal",
+    label: str = "",
+    kind: str = "person",
+) -> NewKey:
     """Create a key for principal `name` (creating the principal); only admins may."""
     if by.role != "admin":
         raise PermissionDenied(f"only an admin creates API keys; {by.name} has role {by.role!r}")
@@ -72,10 +89,16 @@ def create_key(store: Store, by: Actor, name: str, *, role: str = "developer",
             )
         prefix = KEY_PREFIX + secrets.token_hex(4)
         secret = f"{prefix}_{secrets.token_urlsafe(32)}"
-        session.add(ApiKey(principal_id=principal.id, prefix=prefix, key_hash=hash_key(secret),
-                           label=label))
-        audit.record(session, actor=by.name, action="key.create", target=f"principal:{name}",
-                     details={"prefix": prefix, "role": role, "audience": audience})
+        session.add(
+            ApiKey(principal_id=principal.id, prefix=prefix, key_hash=hash_key(secret), label=label)
+        )
+        audit.record(
+            session,
+            actor=by.name,
+            action="key.create",
+            target=f"principal:{name}",
+            details={"prefix": prefix, "role": role, "audience": audience},
+        )
         return NewKey(secret=secret, prefix=prefix, principal=actor_of(principal))
 
 
@@ -113,7 +136,8 @@ def revoke_key(store: Store, by: Actor, prefix: str) -> None:
 def list_keys(store: Store) -> list[tuple[ApiKey, Principal]]:
     with store.session(write=False) as session:
         rows = session.execute(
-            select(ApiKey, Principal).join(Principal, Principal.id == ApiKey.principal_id)
+            select(ApiKey, Principal)
+            .join(Principal, Principal.id == ApiKey.principal_id)
             .order_by(ApiKey.id)
         ).all()
         return [(k, p) for k, p in rows]
@@ -121,7 +145,9 @@ def list_keys(store: Store) -> list[tuple[ApiKey, Principal]]:
 
 def get_actor(store: Store, name: str) -> Actor:
     with store.session(write=False) as session:
-        principal = session.execute(select(Principal).where(Principal.name == name)).scalar_one_or_none()
+        principal = session.execute(
+            select(Principal).where(Principal.name == name)
+        ).scalar_one_or_none()
         if principal is None:
             raise NotFound(f"no principal named {name!r}", hint="`tuneloop keys list`")
         return actor_of(principal)

@@ -121,7 +121,9 @@ def covering_grant(
 def may_decide(decider: Actor, requester_id: int) -> str | None:
     """Why `decider` may not grant or deny a request, or None when they may."""
     if decider.role != "privacy":
-        return f"only the privacy team decides on approvals; {decider.name} has role {decider.role!r}"
+        return (
+            f"only the privacy team decides on approvals; {decider.name} has role {decider.role!r}"
+        )
     if decider.id == requester_id:
         return "nobody approves their own request"
     return None
@@ -132,4 +134,3 @@ def audience_may_receive(audience: str, tier: int, deploy_public_approved: bool 
     if audience == "internal":
         return True
     return tier < 2 or deploy_public_approved
-

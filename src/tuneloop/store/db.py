@@ -36,8 +36,9 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = normalise_url(url)
         self.engine = _create_engine(self.url)
-        self._write = sessionmaker(self.engine.execution_options(tuneloop_write=True),
-                                   expire_on_commit=False)
+        self._write = sessionmaker(
+            self.engine.execution_options(tuneloop_write=True), expire_on_commit=False
+        )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.upgrade()

@@ -1,0 +1,195 @@
+"""Variants: a deployable recipe (model + prompt + retrieval + generation settings) in one place.
+
+Evaluation and serving both run a variant through this module, so what was measured offline is
+exactly what users are served: same system prompt, same retrieval with the caller's permissions,
+same prompt assembly, same generation parameters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tuneloop.config import VariantConfig
+from tuneloop.engines.base import Completion, Delta, Engine, GenerationParams, Message
+from tuneloop.errors import InvalidRequest, NotFound
+from tuneloop.governance.tiers import Actor, Resource, derived_tier
+from tuneloop.project import Project
+
+BASE_MODEL = "base"
+
+
+@dataclass
+class Prepared:
+    """The prompt a variant will send, with the retrieval that shaped it."""
+
+    messages: list[Message]
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    hits: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class VariantResult:
+    """One answer from a variant: the engine's completion and the sources it was given."""
+
+    completion: Completion
+    citations: list[dict[str, Any]]
+    hits: list[Any]
+    messages: list[Message]
+
+
+class Variant:
+    """A runnable variant. Cheap to build; the engine behind it is shared and cached."""
+
+    def __init__(self, project: Project, config: VariantConfig) -> None:
+        self.project = project
+        self.config = config
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def uses_retrieval(self) -> bool:
+        return self.config.retrieval.enabled
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    # -- taint -----------------------------------------------------------------------------------
+
+    def _model_taint(self) -> tuple[int, frozenset[str]]:
+        if self.config.model == BASE_MODEL:
+            return 1, frozenset()
+        from tuneloop.engines import registry
+
+        record = registry.get_model(self.project, self.config.model)
+        return int(record.tier), frozenset(getattr(record, "roots", None) or ())
+
+    def _index_taint(self) -> tuple[int, frozenset[str]]:
+        if not self.uses_retrieval:
+            return 1, frozenset()
+        tiers, roots = [], set()
+        for name in self.project.config.knowledge_base.sources:
+            source = self.project.config.source(name)
+            if source is not None:
+                tiers.append(source.tier)
+                if source.tier == 2:
+                    roots.add(f"source:{name}")
+        return derived_tier(tiers), frozenset(roots)
+
+    @property
+    def tier(self) -> int:
+        """The highest tier of the model and the retrieval index (DESIGN.md: taint propagates)."""
+        return derived_tier(self._model_taint()[0], self._index_taint()[0])
+
+    @property
+    def resource(self) -> Resource:
+        """The variant as a governed resource, for `require(..., "deploy-public", ...)`."""
+        model_tier, model_roots = self._model_taint()
+        index_tier, index_roots = self._index_taint()
+        return Resource(
+            "variant",
+            self.name,
+            derived_tier(model_tier, index_tier),
+            roots=model_roots | index_roots,
+        )
+
+    # -- running ---------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The engine serving this variant's model (loaded once, shared by every caller)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    from tuneloop.engines import load_engine
+
+                    self._engine = load_engine(self.project, self.config.model)
+        return self._engine
+
+    def params(self, **overrides: Any) -> GenerationParams:
+        """The variant's generation settings, with per-request overrides (None means unset)."""
+        gen = self.config.generation
+        params = GenerationParams(
+            max_tokens=gen.max_tokens,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            stop=tuple(gen.stop),
+            seed=gen.seed,
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if "stop" in clean:
+            clean["stop"] = tuple(clean["stop"])
+        return replace(params, **clean)
+
+    def system_prompt(self) -> str:
+        return self.config.prompt or self.project.config.task.system_prompt
+
+    def prepare(self, messages: Sequence[Message], actor: Actor) -> Prepared:
+        """Build the prompt: the variant's system prompt, then retrieval under `actor`'s rights."""
+        if not messages:
+            raise InvalidRequest("messages must contain at least one message")
+        system_parts = [self.system_prompt()]
+        conversation: list[Message] = []
+        for message in messages:
+            if message.get("role") == "system":
+                system_parts.append(str(message.get("content") or ""))
+            else:
+                conversation.append(dict(message))
+        if not conversation:
+            raise InvalidRequest("messages must contain a user message, not only system messages")
+        system = "\n\n".join(p for p in system_parts if p.strip())
+        if not self.uses_retrieval:
+            return Prepared([{"role": "system", "content": system}, *conversation])
+        from tuneloop.rag import prompt as rag_prompt
+        from tuneloop.rag import retrieve
+
+        query = next(
+            (
+                str(m.get("content") or "")
+                for m in reversed(conversation)
+                if m.get("role") == "user"
+            ),
+            "",
+        )
+        hits = retrieve.search(self.project, actor, query, top_k=self.config.retrieval.top_k)
+        engine = self.engine
+
+        def count(text: str) -> int:
+            return engine.count_tokens([{"role": "user", "content": text}])
+
+        assembled, citations = rag_prompt.assemble(
+            system, conversation, hits, self.config.retrieval.context_tokens, count
+        )
+        return Prepared(list(assembled), list(citations), list(hits))
+
+    def run(
+        self, messages: Sequence[Message], actor: Actor, params: GenerationParams | None = None
+    ) -> VariantResult:
+        """Answer once."""
+        prepared = self.prepare(messages, actor)
+        completion = self.engine.chat(prepared.messages, params or self.params())
+        return VariantResult(completion, prepared.citations, prepared.hits, prepared.messages)
+
+    def stream(self, prepared: Prepared, params: GenerationParams | None = None) -> Iterator[Delta]:
+        """Stream an answer to a prompt made by `prepare` (closing the iterator stops it)."""
+        return self.engine.stream(prepared.messages, params or self.params())
+
+
+def get_variant(project: Project, name: str) -> Variant:
+    """The variant of this name from `tuneloop.yaml`."""
+    config = project.config.variant(name)
+    if config is None:
+        names = ", ".join(v.name for v in project.config.variants) or "none"
+        raise NotFound(f"no variant named {name!r} in {project.config_path}; variants: {names}")
+    return Variant(project, config)
+
+
+def all_variants(project: Project) -> list[Variant]:
+    return [Variant(project, v) for v in project.config.variants]
