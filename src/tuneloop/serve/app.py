@@ -1,0 +1,203 @@
+"""The FastAPI app: an OpenAI-compatible API in front of the project's variants.
+
+    app = create_app(Project.open("."))      # then: uvicorn.run(app)
+
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `POST /v1/feedback`, `GET /health`,
+`GET /metrics`. The app keeps no state that matters between requests (everything is in the store),
+so several replicas can share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from tuneloop.engines.base import GenerationParams
+from tuneloop.governance.tiers import Actor
+from tuneloop.project import Project
+from tuneloop.serve import chat, feedback, requestlog
+from tuneloop.serve.auth import DEFAULT_TTL_S, KeyCache
+from tuneloop.serve.errors import TYPES, install
+from tuneloop.serve.limits import Admission, BodyLimit, RateLimiter
+from tuneloop.serve.metrics import CONTENT_TYPE_LATEST, Metrics
+from tuneloop.serve.routing import Route, Router
+from tuneloop.serve.schemas import (
+    ChatCompletionRequest,
+    ErrorBody,
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelCard,
+    ModelList,
+)
+
+VariantLoader = Callable[[str], Any]
+MAX_PENDING_SHADOWS = 8
+
+
+class Server:
+    """What the routes share: the project, caches, limits, metrics and the variants in use."""
+
+    def __init__(self, project: Project, *, variant_loader: VariantLoader | None = None,
+                 auth_ttl_s: float = DEFAULT_TTL_S) -> None:
+        self.project = project
+        self.store = project.store
+        self.config = project.config.server
+        self.entities = list(project.config.privacy.redact)
+        self.keys = KeyCache(self.store, auth_ttl_s)
+        self.limiter = RateLimiter(self.config.rate_limit_per_minute)
+        self.admission = Admission(self.config.queue_size)
+        self.metrics = Metrics()
+        self.metrics.in_flight.set_function(lambda: self.admission.in_flight)
+        self.router = Router(project)
+        self._loader = variant_loader or self._load_variant
+        self._variants: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-shadow")
+        self._shadow_pending = 0
+
+    def _load_variant(self, name: str) -> Any:
+        from tuneloop.variants import get_variant
+
+        return get_variant(self.project, name)
+
+    def variant(self, name: str) -> Any:
+        """The variant of this name, built once (its engine is shared by every request)."""
+        with self._lock:
+            found = self._variants.get(name)
+        if found is None:
+            found = self._loader(name)
+            with self._lock:
+                found = self._variants.setdefault(name, found)
+        return found
+
+    def prepare(self, variant: Any, messages: Sequence[dict[str, Any]],
+                actor: Actor) -> tuple[Any, int]:
+        """The prompt the variant will send (retrieval included) and its length in tokens."""
+        prepared = variant.prepare(messages, actor)
+        return prepared, variant.engine.count_tokens(prepared.messages)
+
+    def log(self, entry: requestlog.Entry) -> None:
+        """Commit the request's log row, then count it in the metrics."""
+        requestlog.write(self.store, self.entities, entry)
+        error_type = TYPES.get(entry.status, "server_error") if entry.status >= 400 else None
+        if entry.shadow_of is None:
+            self.metrics.observe(entry.variant, entry.status, entry.total_ms / 1000,
+                                 None if entry.ttft_ms is None else entry.ttft_ms / 1000,
+                                 entry.prompt_tokens, entry.completion_tokens, error_type)
+
+    def shadow(self, route: Route, messages: list[dict[str, Any]], actor: Actor,
+               params: GenerationParams, request_id: str) -> None:
+        """Send a copy of the request to each shadow variant; answers are logged, never returned.
+
+        Shadows run one at a time in the background, and are skipped when too many wait, so they
+        never slow down or crowd out the requests users are waiting for.
+        """
+        for name in route.shadows:
+            if name == route.variant:
+                continue
+            with self._lock:
+                if self._shadow_pending >= MAX_PENDING_SHADOWS:
+                    return
+                self._shadow_pending += 1
+            self._shadows.submit(self._run_shadow, name, messages, actor, params, request_id,
+                                 route.alias or "")
+
+    def _run_shadow(self, name: str, messages: list[dict[str, Any]], actor: Actor,
+                    params: GenerationParams, request_id: str, alias: str) -> None:
+        entry = requestlog.Entry(id=chat.new_request_id(), model=alias, principal=actor.name,
+                                 audience=actor.audience, variant=name, shadow_of=request_id,
+                                 messages=messages)
+        started = time.perf_counter()
+        try:
+            variant = self.variant(name)
+            entry.tier = variant.tier
+            result = variant.run(messages, actor, params)
+            entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in result.hits]
+            chat._record(entry, result.completion, started)
+        except Exception as exc:
+            entry.status, entry.error = 500, f"shadow failed: {exc}"
+            entry.total_ms = (time.perf_counter() - started) * 1000
+        finally:
+            with self._lock:
+                self._shadow_pending -= 1
+        self.log(entry)
+
+    def close(self) -> None:
+        self._shadows.shutdown(wait=True, cancel_futures=True)
+
+
+def _reject_logger(server: Server) -> Callable[[dict[str, Any], int, str], None]:
+    def on_reject(scope: dict[str, Any], status: int, message: str) -> None:
+        if scope.get("path") == "/v1/chat/completions":
+            server.log(requestlog.Entry(id=chat.new_request_id(), status=status, error=message))
+    return on_reject
+
+
+def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
+               auth_ttl_s: float = DEFAULT_TTL_S) -> FastAPI:
+    """The serving app for `project`. `variant_loader(name)` overrides how variants are built."""
+    server = Server(project, variant_loader=variant_loader, auth_ttl_s=auth_ttl_s)
+    errors = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 429, 503)}
+    app = FastAPI(title="tuneloop", version="1", responses=errors)  # type: ignore[arg-type]
+    app.state.server = server
+    install(app)
+
+    @app.post("/v1/chat/completions", openapi_extra={"requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema(
+            ref_template="#/components/schemas/{model}")}}}})
+    async def chat_completions(request: Request) -> Response:
+        """An OpenAI chat completion, streamed as server-sent events when `stream` is true."""
+        return await chat.handle(server, request)
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def models(request: Request) -> ModelList:
+        """The models (aliases and, for internal callers, variants) the caller may use."""
+        actor = await anyio.to_thread.run_sync(server.keys.actor,
+                                               request.headers.get("authorization"))
+        names = await anyio.to_thread.run_sync(server.router.models_for, actor)
+        return ModelList(data=[ModelCard(id=n) for n in names])
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    async def post_feedback(request: Request, body: FeedbackRequest) -> FeedbackResponse:
+        """Attach a rating, comment or corrected answer to a request the caller made."""
+        actor = await anyio.to_thread.run_sync(server.keys.actor,
+                                               request.headers.get("authorization"))
+        server.limiter.take(actor.name)
+        feedback_id = await anyio.to_thread.run_sync(feedback.add, server.store, server.entities,
+                                                     actor, body)
+        return FeedbackResponse(id=feedback_id, request_id=body.request_id)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """Liveness and the store's reachability; 503 when the database does not answer."""
+        def ping() -> None:
+            with server.store.session(write=False) as session:
+                session.execute(text("SELECT 1"))
+        try:
+            await anyio.to_thread.run_sync(ping)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)[:200]}, 503)
+        return JSONResponse({"status": "ok", "replica": requestlog.REPLICA,
+                             "in_flight": server.admission.in_flight})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, latency histograms, tokens and errors per variant."""
+        return Response(server.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.on_event("shutdown")
+    def _shutdown() -> None:
+        server.close()
+
+    app.add_middleware(BodyLimit, max_bytes=project.config.server.max_body_bytes,
+                       on_reject=_reject_logger(server))
+    return app

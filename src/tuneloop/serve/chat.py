@@ -1,0 +1,245 @@
+"""`POST /v1/chat/completions`: one request from admission to its logged answer.
+
+Order matters: authenticate, rate-limit, validate, route, take a place in the bounded queue,
+build the prompt (retrieval under the caller's rights), generate, then commit the log row and only
+then send the last bytes. Engines are blocking, so they run in worker threads; a stream pulls one
+delta at a time, and a client that goes away closes the engine's iterator, which stops generation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from tuneloop.engines.base import Completion, Delta
+from tuneloop.errors import TuneloopError
+from tuneloop.serve import requestlog
+from tuneloop.serve.errors import ApiError, as_api_error, error_body
+from tuneloop.serve.schemas import ChatCompletionRequest
+
+if TYPE_CHECKING:
+    from tuneloop.serve.app import Server
+
+_DONE = object()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _parse(raw: bytes) -> ChatCompletionRequest:
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object", code="invalid_request")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        raise ApiError(400, f"{param or 'body'}: {first.get('msg', 'invalid')}",
+                       code="invalid_request", param=param) from None
+
+
+def _messages(body: ChatCompletionRequest) -> list[dict[str, Any]]:
+    out = []
+    for m in body.messages:
+        role = "system" if m.role == "developer" else m.role
+        out.append({"role": role, "content": m.text()})
+    return out
+
+
+def _chunk(rid: str, model: str, created: int, delta: dict[str, Any],
+           finish: str | None = None, **extra: Any) -> bytes:
+    payload = {"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk", "created": created,
+               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+               **extra}
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _finish(reason: str) -> str:
+    return reason if reason in ("stop", "length") else "stop"
+
+
+def _next(iterator: Iterator[Delta]) -> Any:
+    return next(iterator, _DONE)
+
+
+async def handle(server: Server, request: Request) -> Response:
+    """Answer one chat completion request, logging it whatever happens."""
+    rid = new_request_id()
+    request.state.request_id = rid
+    entry = requestlog.Entry(id=rid)
+    started = time.perf_counter()
+    slot_held = False
+    try:
+        actor = await anyio.to_thread.run_sync(server.keys.actor,
+                                               request.headers.get("authorization"))
+        entry.principal, entry.audience = actor.name, actor.audience
+        server.limiter.take(actor.name)
+        body = _parse(await request.body())
+        entry.model, entry.stream = body.model, body.stream
+        if body.user:  # the data subject the caller acts for: stored only as a hash
+            from tuneloop.data.records import subject_hash
+
+            entry.subject = subject_hash(body.user)
+        entry.messages = _messages(body)
+        route = await anyio.to_thread.run_sync(server.router.resolve, actor, body.model)
+        entry.variant = route.variant
+        wanted = body.wanted_tokens()
+        if wanted is not None and wanted > server.config.max_output_tokens:
+            raise ApiError(400, f"max_tokens {wanted} is over this server's limit of "
+                                f"{server.config.max_output_tokens}", code="max_tokens_exceeded",
+                           param="max_tokens")
+        server.admission.acquire()
+        slot_held = True
+        variant = await anyio.to_thread.run_sync(server.variant, route.variant)
+        entry.tier = variant.tier
+        params = variant.params(max_tokens=wanted, temperature=body.temperature,
+                                top_p=body.top_p, stop=body.stops(), seed=body.seed)
+        prepared, prompt_tokens = await anyio.to_thread.run_sync(
+            server.prepare, variant, entry.messages, actor)
+        entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in prepared.hits]
+        entry.prompt_tokens = prompt_tokens
+        if prompt_tokens > server.config.max_input_tokens:
+            raise ApiError(400, f"the prompt is {prompt_tokens} tokens, over this server's limit "
+                                f"of {server.config.max_input_tokens}",
+                           code="context_length_exceeded", param="messages")
+        server.shadow(route, entry.messages, actor, params, rid)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            slot_held = False  # the stream releases it when it ends
+            return StreamingResponse(
+                _stream(server, variant, prepared, params, entry, started, body.model,
+                        include_usage),
+                media_type="text/event-stream", headers={"x-request-id": rid,
+                                                         "cache-control": "no-cache"})
+        completion = await anyio.to_thread.run_sync(variant.engine.chat, prepared.messages, params)
+        _record(entry, completion, started)
+        await anyio.to_thread.run_sync(server.log, entry)
+        return JSONResponse(_body(rid, body.model, completion, prepared.citations),
+                            headers={"x-request-id": rid})
+    except Exception as exc:
+        error = as_api_error(exc)
+        entry.status, entry.error = error.status, error.message
+        entry.total_ms = (time.perf_counter() - started) * 1000
+        await anyio.to_thread.run_sync(server.log, entry)
+        if isinstance(exc, TuneloopError | ApiError):
+            return _error_response(error, rid)
+        raise
+    finally:
+        if slot_held:
+            server.admission.release()
+
+
+def _error_response(error: ApiError, rid: str) -> JSONResponse:
+    return JSONResponse(error_body(error.status, error.message, type_=error.type,
+                                   code=error.code, param=error.param),
+                        status_code=error.status, headers={**error.headers, "x-request-id": rid})
+
+
+def _record(entry: requestlog.Entry, completion: Completion, started: float) -> None:
+    entry.output = completion.text
+    entry.finish_reason = completion.finish_reason
+    entry.prompt_tokens = completion.prompt_tokens or entry.prompt_tokens
+    entry.completion_tokens = completion.completion_tokens
+    entry.ttft_ms = completion.ttft_s * 1000
+    entry.total_ms = (time.perf_counter() - started) * 1000
+
+
+def _usage(completion: Completion) -> dict[str, int]:
+    return {"prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens}
+
+
+def _body(rid: str, model: str, completion: Completion,
+          citations: list[dict[str, Any]]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
+                     "finish_reason": _finish(completion.finish_reason), "logprobs": None}],
+        "usage": _usage(completion),
+    }
+    if citations:
+        body["citations"] = citations
+    return body
+
+
+async def _stream(server: Server, variant: Any, prepared: Any, params: Any,
+                  entry: requestlog.Entry, started: float, model: str,
+                  include_usage: bool) -> AsyncIterator[bytes]:
+    rid, created = entry.id, int(time.time())
+    iterator: Iterator[Delta] | None = None
+    pieces: list[str] = []
+    completion: Completion | None = None
+    logged = False
+    try:
+        extra = {"citations": prepared.citations} if prepared.citations else {}
+        yield _chunk(rid, model, created, {"role": "assistant", "content": ""}, **extra)
+        iterator = await anyio.to_thread.run_sync(variant.stream, prepared, params)
+        while True:
+            delta = await anyio.to_thread.run_sync(_next, iterator)
+            if delta is _DONE:
+                break
+            if delta.text:
+                if entry.ttft_ms is None:
+                    entry.ttft_ms = (time.perf_counter() - started) * 1000
+                pieces.append(delta.text)
+                yield _chunk(rid, model, created, {"content": delta.text})
+            if delta.completion is not None:
+                completion = delta.completion
+        entry.output = "".join(pieces)
+        if completion is not None:
+            ttft = entry.ttft_ms
+            _record(entry, completion, started)
+            entry.output = "".join(pieces) or completion.text
+            entry.ttft_ms = ttft if ttft is not None else entry.ttft_ms
+        entry.total_ms = (time.perf_counter() - started) * 1000
+        # The log row is committed before the last bytes (finish, usage, [DONE]) go out.
+        await anyio.to_thread.run_sync(server.log, entry)
+        logged = True
+        yield _chunk(rid, model, created, {}, _finish(entry.finish_reason or "stop"))
+        if include_usage and completion is not None:
+            usage = {"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk",
+                     "created": created, "model": model, "choices": [],
+                     "usage": _usage(completion)}
+            yield b"data: " + json.dumps(usage).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+    except Exception as exc:
+        # A failed stream ends with an error event, never a silently truncated 200.
+        error = as_api_error(exc)
+        entry.status, entry.error = error.status, error.message
+        entry.output = "".join(pieces)
+        entry.finish_reason = "error"
+        entry.total_ms = (time.perf_counter() - started) * 1000
+        if not logged:
+            await anyio.to_thread.run_sync(server.log, entry)
+            logged = True
+        yield b"data: " + json.dumps(error_body(error.status, error.message, type_=error.type,
+                                                code=error.code)).encode() + b"\n\n"
+    finally:
+        with anyio.CancelScope(shield=True):
+            if iterator is not None:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    await anyio.to_thread.run_sync(close)
+            if not logged:
+                # The client went away mid-stream: generation stopped; log what was sent.
+                entry.status, entry.finish_reason = 499, "cancelled"
+                entry.error = "client disconnected before the end of the stream"
+                entry.output = "".join(pieces)
+                entry.total_ms = (time.perf_counter() - started) * 1000
+                await anyio.to_thread.run_sync(server.log, entry)
+            server.admission.release()

@@ -1,0 +1,130 @@
+"""The request log: every request, answered or refused, stored after redaction.
+
+A row is committed before the response's last byte leaves (the caller of `write` sends the final
+body or `[DONE]` only after it returns), so no answered request is ever missing from the log.
+Prompts and outputs pass through `redact` first; only the redacted text and the counts of what
+was redacted are stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import socket
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from tuneloop.store import Store
+from tuneloop.store.serving import RequestLog
+
+REPLICA = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@functools.lru_cache(maxsize=4)
+def _redactor(entities: tuple[str, ...]) -> Any:
+    try:
+        from tuneloop.governance.pii import Redactor
+    except ImportError:
+        return None
+    return Redactor(list(entities))
+
+
+# Used only until governance.pii lands in this checkout: a few unambiguous patterns, so that
+# nothing obviously personal is stored in clear meanwhile.
+_FALLBACK = {
+    "EMAIL_ADDRESS": re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
+    "CREDIT_CARD": re.compile(r"\b(?:\d[ -]?){13,16}\b"),
+    "IP_ADDRESS": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
+    "PHONE_NUMBER": re.compile(r"(?<!\w)\+?\d[\d ().-]{7,}\d\b"),
+}
+
+
+def redact(entities: Sequence[str], texts: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """Redact `texts` as one record (consistent placeholders); returns texts and counts."""
+    redactor = _redactor(tuple(entities))
+    if redactor is not None:
+        results = redactor.redact_many(list(texts))
+        counts: Counter[str] = Counter()
+        for r in results:
+            counts.update(r.counts)
+        return [r.text for r in results], dict(counts)
+    counts = Counter()
+    out = []
+    for text in texts:
+        for name, pattern in _FALLBACK.items():
+            if name in entities:
+                text, n = pattern.subn(f"<{name}>", text)
+                if n:
+                    counts[name] += n
+        out.append(text)
+    return out, dict(counts)
+
+
+@dataclass
+class Entry:
+    """What one request did, filled in as it runs and written once at its end."""
+
+    id: str
+    model: str = ""
+    principal: str | None = None
+    subject: str | None = None  # hash of the caller-given subject id (`user`)
+    audience: str | None = None
+    variant: str | None = None
+    shadow_of: str | None = None
+    tier: int = 1
+    status: int = 200
+    error: str = ""
+    stream: bool = False
+    messages: list[dict[str, Any]] = field(default_factory=list)  # clear text: never stored
+    output: str = ""  # clear text: never stored
+    chunk_ids: list[str] = field(default_factory=list)
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    total_ms: float = 0.0
+
+    def row(self, entities: Sequence[str]) -> RequestLog:
+        """The redacted row for this entry."""
+        texts = [str(m.get("content") or "") for m in self.messages] + [self.output]
+        redacted, counts = redact(entities, texts)
+        prompt = [{"role": m.get("role", ""), "content": t}
+                  for m, t in zip(self.messages, redacted[:-1], strict=True)]
+        # Logs from public callers are customer data: Tier 2 whatever the variant touched.
+        tier = max(self.tier, 2 if self.audience == "public" else 1)
+        return RequestLog(id=self.id, principal=self.principal, subject=self.subject,
+                          audience=self.audience,
+                          model=self.model[:128], variant=self.variant, shadow_of=self.shadow_of,
+                          tier=tier, status=self.status, error=self.error[:2000],
+                          stream=self.stream, prompt=prompt, output=redacted[-1],
+                          redactions=counts, chunk_ids=list(self.chunk_ids),
+                          finish_reason=self.finish_reason, prompt_tokens=self.prompt_tokens,
+                          completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
+                          total_ms=self.total_ms, replica=REPLICA)
+
+
+def write(store: Store, entities: Sequence[str], entry: Entry) -> None:
+    """Redact and commit one entry (blocking: call it from a worker thread in async code)."""
+    row = entry.row(entities)
+    with store.session() as session:
+        session.add(row)
+
+
+def get(store: Store, request_id: str) -> RequestLog | None:
+    """One logged request by its id."""
+    with store.session(write=False) as session:
+        return session.get(RequestLog, request_id)
+
+
+def recent(store: Store, limit: int = 50, *, variant: str | None = None) -> list[RequestLog]:
+    """The newest logged requests first."""
+    with store.session(write=False) as session:
+        query = select(RequestLog).order_by(RequestLog.created_at.desc()).limit(limit)
+        if variant:
+            query = query.where(RequestLog.variant == variant)
+        return list(session.execute(query).scalars())

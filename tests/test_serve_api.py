@@ -1,0 +1,219 @@
+"""The OpenAI-compatible API through the official `openai` SDK, against a server on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.test_serve_support import echo_loader, live_server, make_keys, make_project
+from tuneloop.governance import principals
+from tuneloop.serve import feedback, requestlog
+from tuneloop.serve.app import create_app
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project = make_project(tmp_path / "proj")
+    keys = make_keys(project)
+    loader = echo_loader(project)
+    app = create_app(project, variant_loader=loader, auth_ttl_s=0.2)
+    with live_server(app) as url:
+        yield {"url": url, "project": project, "keys": keys, "loader": loader, "app": app}
+    project.close()
+
+
+def client(served: dict[str, Any], key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=served["url"] + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def test_plain_completion_answers_and_logs_the_redacted_prompt(served: dict[str, Any]) -> None:
+    api = client(served, served["keys"].internal)
+    raw = api.chat.completions.with_raw_response.create(
+        model="assistant", messages=[{"role": "user", "content": "mail me at ann@example.com"}])
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "echo(base): mail me at ann@example.com"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.completion_tokens == 5
+    rid = raw.headers["x-request-id"]
+    row = requestlog.get(served["project"].store, rid)
+    assert row is not None and row.status == 200 and row.variant == "base"
+    assert row.principal == "ivy" and row.audience == "internal" and row.tier == 1
+    stored = " ".join(m["content"] for m in row.prompt) + row.output
+    assert "ann@example.com" not in stored
+    assert row.redactions.get("EMAIL_ADDRESS", 0) >= 2
+    assert row.prompt[0]["role"] == "system" or row.prompt[-1]["role"] == "user"
+
+
+def test_streaming_sends_the_same_answer_and_usage_last(served: dict[str, Any]) -> None:
+    api = client(served, served["keys"].internal)
+    stream = api.chat.completions.create(
+        model="candidate", messages=[{"role": "user", "content": "one two three"}], stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == "echo(candidate): one two three"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
+    rows = requestlog.recent(served["project"].store, variant="candidate")
+    assert len(rows) == 1 and rows[0].stream and rows[0].status == 200
+    assert rows[0].output.strip() == "echo(candidate): one two three"
+
+
+def test_sdk_errors_are_openai_shaped_with_the_right_status(served: dict[str, Any]) -> None:
+    keys = served["keys"]
+    with pytest.raises(openai.AuthenticationError) as bad_key:
+        client(served, "tl_nope_123").chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "hi"}])
+    assert bad_key.value.status_code == 401 and "invalid API key" in bad_key.value.message
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client(served, keys.internal).chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    assert unknown.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as too_long:
+        client(served, keys.internal).chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "hi"}], max_tokens=5000)
+    assert too_long.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as prompt_too_long:
+        client(served, keys.internal).chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "word " * 300}])
+    assert prompt_too_long.value.body["code"] == "context_length_exceeded"
+    # Nothing is rolled out to the public yet, and variant names are not theirs to use.
+    for model in ("assistant", "base"):
+        with pytest.raises(openai.NotFoundError):
+            client(served, keys.public).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}])
+    rows = requestlog.recent(served["project"].store)
+    assert sorted(r.status for r in rows) == [400, 400, 401, 404, 404, 404]
+    assert all(r.error for r in rows)
+
+
+def test_malformed_and_oversized_bodies_get_openai_error_bodies(served: dict[str, Any]) -> None:
+    headers = {"authorization": f"Bearer {served['keys'].internal}",
+               "content-type": "application/json"}
+    url = served["url"] + "/v1/chat/completions"
+    broken = httpx.post(url, content=b"{not json", headers=headers)
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json"
+    wrong = httpx.post(url, json={"model": "assistant", "messages": []}, headers=headers)
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "messages"
+    huge = httpx.post(url, json={"model": "assistant",
+                                 "messages": [{"role": "user", "content": "x" * 30_000}]},
+                      headers=headers)
+    assert huge.status_code == 413
+    assert set(huge.json()["error"]) == {"message", "type", "param", "code"}
+    statuses = sorted(r.status for r in requestlog.recent(served["project"].store))
+    assert statuses == [400, 400, 413]
+
+
+def test_models_lists_only_what_the_caller_may_use(served: dict[str, Any]) -> None:
+    internal = [m.id for m in client(served, served["keys"].internal).models.list()]
+    assert internal == ["assistant", "base", "candidate", "shadowy"]
+    public = [m.id for m in client(served, served["keys"].public).models.list()]
+    assert public == []
+
+
+def test_feedback_attaches_to_own_request_only(served: dict[str, Any]) -> None:
+    api = client(served, served["keys"].internal)
+    raw = api.chat.completions.with_raw_response.create(
+        model="assistant", messages=[{"role": "user", "content": "hello"}])
+    rid = raw.headers["x-request-id"]
+    body = {"request_id": rid, "rating": 1, "comment": "call 555-123-4567",
+            "corrected_answer": "Hello there."}
+    ok = httpx.post(served["url"] + "/v1/feedback", json=body,
+                    headers={"authorization": f"Bearer {served['keys'].internal}"})
+    assert ok.status_code == 200 and ok.json()["request_id"] == rid
+    stranger = httpx.post(served["url"] + "/v1/feedback", json=body,
+                          headers={"authorization": f"Bearer {served['keys'].public}"})
+    assert stranger.status_code == 404 and stranger.json()["error"]["type"] == "not_found_error"
+    stored = feedback.for_request(served["project"].store, rid)
+    assert len(stored) == 1 and stored[0].corrected == "Hello there." and stored[0].rating == 1
+    assert "555-123-4567" not in stored[0].comment
+
+
+def test_revoked_key_stops_working_within_seconds(served: dict[str, Any]) -> None:
+    project, keys = served["project"], served["keys"]
+    api = client(served, keys.internal2)
+    api.models.list()
+    prefix = "_".join(keys.internal2.split("_")[:2])
+    principals.revoke_key(project.store, project.actor(), prefix)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            api.models.list()
+        except openai.AuthenticationError as exc:
+            assert "revoked" in exc.message
+            break
+        assert time.monotonic() < deadline, "a revoked key kept working"
+        time.sleep(0.1)
+
+
+def test_metrics_count_requests_per_variant(served: dict[str, Any]) -> None:
+    api = client(served, served["keys"].internal)
+    for _ in range(2):
+        api.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.NotFoundError):
+        api.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    text = httpx.get(served["url"] + "/metrics").text
+    assert 'tuneloop_requests_total{status="200",variant="base"} 2.0' in text
+    assert 'tuneloop_errors_total{type="not_found_error",variant="-"} 1.0' in text
+    assert 'tuneloop_request_seconds_count{variant="base"} 2.0' in text
+    assert httpx.get(served["url"] + "/health").json()["status"] == "ok"
+
+
+def test_client_disconnect_stops_generation_and_is_logged(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project = make_project(tmp_path / "proj")
+    keys = make_keys(project)
+    loader = echo_loader(project, delay_s=0.05)
+    with live_server(create_app(project, variant_loader=loader)) as url:
+        api = openai.OpenAI(base_url=url + "/v1", api_key=keys.internal, max_retries=0)
+        stream = api.chat.completions.create(
+            model="base", stream=True, max_tokens=60,
+            messages=[{"role": "user", "content": " ".join(["word"] * 60)}])
+        for i, _chunk in enumerate(stream):
+            if i == 2:
+                break
+        stream.close()
+        deadline = time.monotonic() + 15
+        while not requestlog.recent(project.store):
+            assert time.monotonic() < deadline, "the cancelled request was never logged"
+            time.sleep(0.05)
+    row = requestlog.recent(project.store)[0]
+    assert row.status == 499 and row.finish_reason == "cancelled"
+    assert loader.engines["base"].closed_streams == 1
+    project.close()
+
+
+def test_full_queue_answers_503_and_rate_limit_429(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project = make_project(tmp_path / "proj")
+    keys = make_keys(project)
+    project.config.server.queue_size = 1
+    project.config.server.rate_limit_per_minute = 3
+    with live_server(create_app(project, variant_loader=echo_loader(project, 0.05))) as url:
+        api = openai.OpenAI(base_url=url + "/v1", api_key=keys.internal, max_retries=0)
+        holder = api.chat.completions.create(
+            model="base", stream=True, messages=[{"role": "user", "content": "a b c d e f"}])
+        next(iter(holder))  # the only queue place is now taken
+        with pytest.raises(openai.InternalServerError) as busy:
+            openai.OpenAI(base_url=url + "/v1", api_key=keys.internal2, max_retries=0) \
+                .chat.completions.create(model="base", messages=[{"role": "user", "content": "x"}])
+        assert busy.value.status_code == 503 and busy.value.response.headers["retry-after"]
+        list(holder)
+        api.chat.completions.create(model="base", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.RateLimitError) as limited:
+            for _ in range(3):
+                api.chat.completions.create(model="base",
+                                            messages=[{"role": "user", "content": "x"}])
+        assert int(limited.value.response.headers["retry-after"]) >= 1
+    statuses = sorted(r.status for r in requestlog.recent(project.store))
+    assert statuses == [200, 200, 200, 429, 503]
+    project.close()
