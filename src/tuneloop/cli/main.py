@@ -10,6 +10,8 @@ from pathlib import Path
 import typer
 
 from tuneloop.cli import approvals, audit, db, keys
+from tuneloop.cli import rollout as rollout_cli
+from tuneloop.cli import serve as serve_cli
 from tuneloop.cli._common import Context, err_console
 from tuneloop.cli.init import init
 from tuneloop.errors import TuneloopError
@@ -46,6 +48,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
+app.command("serve")(serve_cli.serve)
+app.add_typer(rollout_cli.app, name="rollout")
 
 
 def main() -> None:

@@ -7,3 +7,4 @@ from tuneloop.store import models  # noqa: F401
 from tuneloop.store import evals  # noqa: F401
 from tuneloop.store import runs  # noqa: F401
 from tuneloop.store import datasets  # noqa: F401
+from tuneloop.store import serving  # noqa: F401
