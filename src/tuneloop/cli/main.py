@@ -13,6 +13,7 @@ from tuneloop.cli import approvals, audit, db, keys
 from tuneloop.cli import rollout as rollout_cli
 from tuneloop.cli import serve as serve_cli
 from tuneloop.cli._common import Context, err_console
+from tuneloop.cli.demo import demo
 from tuneloop.cli.init import init
 from tuneloop.errors import TuneloopError
 
@@ -44,6 +45,7 @@ def _global(
 
 
 app.command("init")(init)
+app.command("demo")(demo)
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(approvals.app, name="approvals")

@@ -1,0 +1,245 @@
+"""`tuneloop demo`: the whole loop on the bundled support-desk example, as a readable recipe.
+
+Each step calls the same library functions the individual commands call; the only demo-only
+parts are the cast of people and the simulated internal traffic (see `demo.traffic`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuneloop.demo.recipe import (
+    DemoOptions,
+    DemoResult,
+    Recipe,
+    approve_tier2,
+    create_project,
+    ensure_people,
+    people_table,
+)
+from tuneloop.errors import ApprovalRequired
+from tuneloop.governance import principals
+
+__all__ = ["DemoOptions", "DemoResult", "run_demo"]
+
+ALIAS = "assistant"
+
+
+def _bar(console: Console) -> Progress:
+    return Progress(TextColumn("   {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def run_demo(target: Path, options: DemoOptions, console: Console | None = None) -> DemoResult:
+    """Run the loop end to end in `target`; safe to run again in the same folder."""
+    console = console or Console()
+    result = DemoResult(project_dir=target.resolve())
+    r = Recipe(console, result)
+
+    with r.step("Create the project",
+                "Copy the bundled support desk of Quillstack (a file-sync SaaS) into "
+                f"{target}: 40 product documents (Tier 1) and 450 customer tickets with "
+                "personal data in them (Tier 2), plus tuneloop.yaml: the task, its metrics and "
+                "thresholds, the latency budget, the sources and four variants."):
+        project = create_project(target)
+        admin = principals.current_actor(project.store)
+        console.print(f"   project at {project.root}, store {project.store.safe_url}")
+
+    with r.step("People and API keys",
+                "The admin creates a key for each person. Keys are stored only as hashes; "
+                "roles decide who may approve, audiences decide what is served."):
+        people = ensure_people(project, admin)
+        console.print(people_table(people))
+    dana, priya = people["dana"][0], people["priya"][0]
+
+    with r.step("Register the sources",
+                "Each source is registered with its tier; registering reads no data."):
+        from tuneloop.data.sources import list_sources, sync_sources
+
+        sync_sources(project)
+        table = Table()
+        for col in ("source", "kind", "tier", "path"):
+            table.add_column(col)
+        for s in list_sources(project):
+            table.add_row(s.name, s.kind, str(s.tier), str(s.path.relative_to(project.root)))
+        console.print(table)
+
+    with r.step("The privacy officer approves the Tier 2 use",
+                "Dana first tries to build the training set from the tickets without an "
+                "approval: the tool refuses and says what to request. Then she requests it, "
+                "and Priya (privacy team, a different person) grants it. Both are audited."):
+        from tuneloop.data.build import build_dataset
+
+        try:
+            build_dataset(project, dana, "support", dry_run=True)
+            console.print("   (an approval from an earlier run is still live)")
+        except ApprovalRequired as refusal:
+            console.print(f"   [red]refused:[/] {refusal.message}")
+            console.print(f"   [dim]{refusal.hint}[/]")
+        approval_id = approve_tier2(project, dana, priya)
+        console.print(f"   [green]approval #{approval_id} granted by priya[/] for train, "
+                      "evaluate and view of source:tickets")
+        result.facts["approval_id"] = approval_id
+
+    with r.step("Build the dataset",
+                "Validate every record (bad ones go to a rejects file with file:line and "
+                "reason), redact personal data, drop exact and near duplicates, filter by "
+                "length in the model's tokens, split without letting near duplicates cross "
+                "splits, and write an immutable version whose id is a content hash."):
+        version = build_dataset(project, dana, "support")
+        result.facts["dataset"] = f"{version.name}@{version.id}"
+        result.paths["dataset"] = version.path
+        _print_build(console, version)
+
+    with r.step("Index the knowledge base",
+                "Chunk the documents along their headings within a token budget, embed them "
+                "with the bundled all-MiniLM-L6-v2, and index them for hybrid (BM25 + vector) "
+                "search with tier filters applied inside the query."):
+        from tuneloop.rag.index import index_knowledge_base
+
+        report = index_knowledge_base(project, dana)
+        console.print(f"   {report}")
+        result.facts["index"] = str(report)
+
+    with r.step("Fine-tune the bundled model with LoRA",
+                "SmolLM2-135M-Instruct learns the support team's reply style from the training "
+                "split (loss on the assistant's tokens only), then the adapter is merged, "
+                "exported to GGUF for llama.cpp and parity-checked against transformers."):
+        from tuneloop.train.run import train
+
+        overrides = {"max_steps": options.train_max_steps} if options.train_max_steps else {}
+        trained = train(project, dana, result.facts["dataset"], overrides=overrides)
+        result.facts["model"] = trained.model_name
+        result.facts["train_metrics"] = trained.metrics
+        console.print(f"   registered model [bold]{trained.model_name}[/] (tier {trained.tier}); "
+                      f"{_fmt(trained.metrics)}")
+
+    with r.step("Evaluate four variants",
+                "base, base+RAG, fine-tuned and fine-tuned+RAG answer the held-out test split "
+                "through their real engines; quality metrics and latency are measured, every "
+                "pair is compared with paired-bootstrap 95% confidence intervals, and the "
+                "gates from tuneloop.yaml decide pass or fail."):
+        from tuneloop.evaluate.run import evaluate
+
+        evaluation = evaluate(project, dana, ["base", "base-rag", "tuned", "tuned-rag"],
+                              result.facts["dataset"], limit=options.eval_limit)
+        result.facts["eval_run"] = evaluation.run_id
+        result.facts["per_variant"] = evaluation.per_variant
+        result.paths.update({f"report_{k}": v for k, v in evaluation.report_paths.items()})
+        best = _best_variant(project, evaluation)
+        result.facts["best_variant"] = best
+        _print_eval(console, project, evaluation, best)
+
+    with r.step("Serve the best variant to internal users first",
+                f"Roll '{best}' out to the internal audience under the alias '{ALIAS}'; the "
+                "public sees nothing until it passes the gates and the internal stage."):
+        from tuneloop.serve import rollout
+
+        rollout.set_stage(project, admin, ALIAS, best, "internal",
+                          reason="demo: best variant of the evaluation")
+        console.print(f"   {rollout.state(project, ALIAS)}")
+
+    with r.step("Internal users ask questions and rate the answers",
+                "Support agents send held-out tickets through the OpenAI-compatible API; a "
+                "simulated agent rates each answer and corrects some bad ones. Every request is "
+                "logged (redacted) with its timings, and the feedback is attached to it."):
+        from tuneloop.data.versions import get_version
+        from tuneloop.demo.traffic import running_server, send_traffic
+
+        held_out = list(get_version(project, result.facts["dataset"]).iter_split("test"))
+        records = (held_out * 3)[: options.traffic]
+        users = [("ines", people["ines"][1]), ("omar", people["omar"][1])]
+        with running_server(project, options.port) as base_url, _bar(console) as bar:
+            task = bar.add_task("requests", total=len(records))
+            traffic = send_traffic(base_url, users, records, model=ALIAS,
+                                   progress=lambda: bar.advance(task))
+        result.facts["traffic"] = traffic
+        console.print(f"   {traffic.ok}/{traffic.requests} answered; {traffic.thumbs_up} thumbs "
+                      f"up, {traffic.thumbs_down} thumbs down, {traffic.corrections} corrected")
+
+    with r.step("Enrich the dataset from what users did",
+                "Corrected answers become new training examples (their lineage points to the "
+                "request ids); thumbs-down without a correction goes to the review queue; near "
+                "duplicates of existing examples are dropped."):
+        from tuneloop.flywheel.enrich import enrich
+
+        enriched = enrich(project, dana, dataset="support")
+        result.facts["enriched"] = enriched
+        console.print(f"   {enriched}")
+
+    _summary(console, result)
+    return result
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, int | float))
+
+
+def _print_build(console: Console, version) -> None:
+    manifest = version.manifest
+    steps = manifest.get("steps", {})
+    table = Table(title=f"dataset {version.name}@{version.id}")
+    table.add_column("step")
+    table.add_column("records", justify="right")
+    for name, value in steps.items():
+        table.add_row(name, str(value))
+    console.print(table)
+    redactions = manifest.get("redactions") or {}
+    if redactions:
+        console.print("   redacted: " + ", ".join(f"{v} {k}" for k, v in redactions.items()))
+
+
+def _primary(project) -> str:
+    metric = project.config.primary_metric
+    return metric.name if metric else "rouge_l"
+
+
+def _best_variant(project, evaluation) -> str:
+    primary = _primary(project)
+    scores = {}
+    for name, data in evaluation.per_variant.items():
+        value = (data.get("metrics", {}).get(primary) or {})
+        scores[name] = value.get("mean", 0.0) if isinstance(value, dict) else float(value or 0)
+    return max(scores, key=scores.get) if scores else "base"
+
+
+def _print_eval(console: Console, project, evaluation, best: str) -> None:
+    primary = _primary(project)
+    table = Table(title=f"evaluation run {evaluation.run_id}")
+    for col in ("variant", primary, "p95 total (ms)", "gates"):
+        table.add_column(col)
+    for name, data in evaluation.per_variant.items():
+        metric = data.get("metrics", {}).get(primary) or {}
+        mean = metric.get("mean") if isinstance(metric, dict) else metric
+        latency = data.get("latency", {})
+        p95 = latency.get("total_ms", {}).get("p95") if isinstance(latency, dict) else None
+        gates = data.get("gates", [])
+        failed = [g["name"] for g in gates if g.get("status") == "fail" and g.get("required")]
+        marker = " ★" if name == best else ""
+        table.add_row(name + marker, f"{mean:.3f}" if isinstance(mean, float) else str(mean),
+                      f"{p95:.0f}" if isinstance(p95, float) else str(p95),
+                      "[green]pass[/]" if not failed else f"[red]fail: {', '.join(failed)}[/]")
+    console.print(table)
+    for comp in evaluation.comparisons:
+        if comp.get("metric") == primary and {comp.get("a"), comp.get("b")} == {"base", best}:
+            console.print(f"   {comp}")
+
+
+def _summary(console: Console, result: DemoResult) -> None:
+    console.print()
+    table = Table(title="tuneloop demo: summary")
+    table.add_column("step")
+    table.add_column("time (s)", justify="right")
+    for title, seconds in result.timings.items():
+        table.add_row(title, f"{seconds:.1f}")
+    table.add_row("[bold]total[/]", f"[bold]{sum(result.timings.values()):.1f}[/]")
+    console.print(table)
+    console.print("Open:")
+    for name, path in result.paths.items():
+        console.print(f"  {name:>14}: {path}")
+    console.print(f"  {'project':>14}: {result.project_dir}  (try `tuneloop -C {result.project_dir}"
+                  " eval show`, `tuneloop -C ... audit verify`, `tuneloop -C ... serve`)")

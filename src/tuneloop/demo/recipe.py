@@ -1,0 +1,149 @@
+"""The demo's building blocks: options, the step runner, the example project and its people."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from tuneloop.governance import approvals, principals
+from tuneloop.governance.tiers import Actor
+from tuneloop.project import Project
+
+EXAMPLE = "support-desk"
+KEYS_FILE = "demo-keys.json"
+PEOPLE = {
+    # name: (role, audience, what they stand for)
+    "dana": ("developer", "internal", "ML engineer who builds the assistant"),
+    "priya": ("privacy", "internal", "privacy officer who approves Tier 2 use"),
+    "ines": ("developer", "internal", "support agent, internal user of the assistant"),
+    "omar": ("developer", "internal", "support agent, internal user of the assistant"),
+}
+
+
+@dataclass
+class DemoOptions:
+    """How big the demo is: `quick` is the CI-sized version."""
+
+    quick: bool = False
+    train_max_steps: int | None = None
+    eval_limit: int | None = None
+    traffic: int = 24
+    port: int = 0
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> DemoOptions:
+        if quick:
+            return cls(quick=True, train_max_steps=12, eval_limit=8, traffic=8)
+        return cls(quick=False, train_max_steps=None, eval_limit=None, traffic=24)
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced, for the summary and for tests."""
+
+    project_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def example_dir() -> Path:
+    """The bundled example project, installed with the package."""
+    return Path(str(resources.files("tuneloop").joinpath("examples", EXAMPLE)))
+
+
+class Recipe:
+    """Runs steps in order with a heading, a plain explanation and the time each took."""
+
+    def __init__(self, console: Console, result: DemoResult) -> None:
+        self.console = console
+        self.result = result
+        self.number = 0
+
+    @contextmanager
+    def step(self, title: str, explanation: str) -> Iterator[None]:
+        self.number += 1
+        self.console.print()
+        self.console.print(Panel(explanation, title=f"[bold]{self.number}. {title}[/]",
+                                 title_align="left", border_style="cyan"))
+        started = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - started
+        self.result.timings[title] = elapsed
+        self.console.print(f"[dim]   ({elapsed:.1f} s)[/]")
+
+
+def create_project(target: Path) -> Project:
+    """Copy the example into `target` (keeping what a previous run made) and initialise it."""
+    source = example_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for item in ("tuneloop.yaml", "kb", "data", "README.md"):
+        src, dst = source / item, target / item
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        elif not dst.exists() or item != "tuneloop.yaml":
+            shutil.copy2(src, dst)
+    return Project.init(target)
+
+
+def ensure_people(project: Project, admin: Actor) -> dict[str, tuple[Actor, str]]:
+    """The demo's people with their API keys; keys made on the first run are reused after.
+
+    Keys are kept in `.tuneloop/demo-keys.json` (mode 0600) only because this is a demo that runs
+    unattended; real keys are shown once and kept by their owners.
+    """
+    path = project.state_dir / KEYS_FILE
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    people: dict[str, tuple[Actor, str]] = {}
+    for name, (role, audience, _) in PEOPLE.items():
+        secret = known.get(name)
+        actor = None
+        if secret:
+            try:
+                actor = principals.authenticate(project.store, secret)
+            except Exception:  # revoked or from another database: make a new one
+                actor = None
+        if actor is None:
+            new = principals.create_key(project.store, admin, name, role=role, audience=audience,
+                                        label="tuneloop demo")
+            secret, actor = new.secret, new.principal
+            known[name] = secret
+        people[name] = (actor, secret)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known, indent=2))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return people
+
+
+def approve_tier2(project: Project, developer: Actor, officer: Actor,
+                  uses: tuple[str, ...] = ("train", "evaluate", "view")) -> int:
+    """The developer asks, the privacy officer (another person) grants: the only way in."""
+    approval_id = approvals.request(
+        project.store, developer, scope=["source:tickets"], uses=list(uses),
+        purpose="Fine-tune and evaluate the support-reply assistant on resolved tickets "
+                "(redacted), for internal use first.",
+    )
+    approvals.grant(project.store, officer, approval_id, reason="Redaction on; internal use only")
+    return approval_id
+
+
+def people_table(people: dict[str, tuple[Actor, str]]) -> Table:
+    table = Table(title="People in this demo")
+    for col in ("name", "role", "audience", "stands for"):
+        table.add_column(col)
+    for name, (actor, _) in people.items():
+        table.add_row(name, actor.role, actor.audience, PEOPLE[name][2])
+    return table
