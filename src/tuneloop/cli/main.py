@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from tuneloop.cli import approvals, audit, db, keys
+from tuneloop.cli import eval as eval_cli
 from tuneloop.cli import rollout as rollout_cli
 from tuneloop.cli import serve as serve_cli
 from tuneloop.cli._common import Context, err_console
@@ -50,6 +51,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
+app.add_typer(eval_cli.app, name="eval")
 app.command("serve")(serve_cli.serve)
 app.add_typer(rollout_cli.app, name="rollout")
 

@@ -1,0 +1,151 @@
+"""Online evaluation: the offline latency figures, feedback rates per variant, and how well the
+LLM judge agrees with the people who rated requests, over the request log of a time window.
+
+A rating above 0 counts as positive (thumbs up is +1, thumbs down -1; the review queue counts
+ratings at or below 0 as low). Judge agreement compares the judge's verdict (grade >= 0.5 is
+positive) with each rated request's rating, so nobody trusts a judge that disagrees with humans.
+Reading logged texts for the judge is a use of the log: Tier 2 logs need an `evaluate` approval
+covering `logs:VARIANT`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import select
+
+from tuneloop.errors import InvalidRequest
+from tuneloop.evaluate import latency as latency_mod
+from tuneloop.governance import require
+from tuneloop.governance.tiers import Actor, Resource
+from tuneloop.store import utcnow
+from tuneloop.store.serving import Feedback, RequestLog
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(since: str | dt.timedelta | dt.datetime, until: dt.datetime | None = None
+                 ) -> tuple[dt.datetime, dt.datetime]:
+    """The window [start, end): `since` is a duration such as "24h" / "7d" or a start time."""
+    end = until or utcnow()
+    if isinstance(since, dt.datetime):
+        start = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
+    elif isinstance(since, dt.timedelta):
+        start = end - since
+    else:
+        match = _DURATION.match(since)
+        if not match:
+            raise InvalidRequest(f"--since {since!r} is not a duration",
+                                 hint="use a number and a unit: 30m, 24h, 7d, 2w")
+        start = end - dt.timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    return start, end
+
+
+def cohen_kappa(a: list[bool], b: list[bool]) -> float | None:
+    """Agreement beyond chance between two binary raters (None when chance explains it all)."""
+    n = len(a)
+    if n == 0:
+        return None
+    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    return None if expected >= 1 else (observed - expected) / (1 - expected)
+
+
+def evaluate_online(project: Any, actor: Actor, *, since: str | dt.timedelta | dt.datetime = "24h",
+                    until: dt.datetime | None = None, variant: str | None = None,
+                    judge_model: str | None = None, judge: Any = None,
+                    judge_limit: int = 200) -> dict[str, Any]:
+    """Per-variant latency, error and feedback figures over the window; judge agreement if asked.
+
+    `judge_model` names a model for `LLMJudge`; Python callers may pass a metric as `judge`.
+    Shadow requests count for latency (users did not see them, so they get no feedback).
+    """
+    start, end = parse_window(since, until)
+    with project.store.session(write=False) as session:
+        query = select(RequestLog).where(RequestLog.created_at >= start,
+                                         RequestLog.created_at < end,
+                                         RequestLog.variant.is_not(None))
+        if variant:
+            query = query.where(RequestLog.variant == variant)
+        logs = list(session.scalars(query.order_by(RequestLog.created_at)))
+        ids = [log.id for log in logs]
+        feedback: dict[str, list[Feedback]] = defaultdict(list)
+        for start_i in range(0, len(ids), 500):
+            chunk = ids[start_i:start_i + 500]
+            for fb in session.scalars(select(Feedback).where(Feedback.request_id.in_(chunk))
+                                      .order_by(Feedback.id)):
+                feedback[fb.request_id].append(fb)
+    by_variant: dict[str, list[RequestLog]] = defaultdict(list)
+    for log in logs:
+        by_variant[str(log.variant)].append(log)
+    result: dict[str, Any] = {"window": {"start": start.isoformat(timespec="seconds"),
+                                         "end": end.isoformat(timespec="seconds")},
+                              "variants": {}}
+    if judge is None and judge_model:
+        from tuneloop.evaluate.metrics.judge import LLMJudge
+
+        judge = LLMJudge(model=judge_model, use_reference=False)
+    for name, rows in sorted(by_variant.items()):
+        ok = [r for r in rows if 200 <= r.status < 300 and not r.error]
+        lat = latency_mod.summarize([(r.ttft_ms or 0.0) / 1000 for r in ok],
+                                    [r.total_ms / 1000 for r in ok],
+                                    [r.prompt_tokens for r in ok],
+                                    [r.completion_tokens for r in ok],
+                                    concurrency=0)
+        lat.pop("concurrency")  # real traffic: whatever concurrency users produced
+        rated = [(r, _last_rating(feedback[r.id])) for r in rows]
+        rated = [(r, rating) for r, rating in rated if rating is not None]
+        positive = sum(1 for _, rating in rated if rating > 0)
+        corrections = sum(1 for r in rows for fb in feedback[r.id] if fb.corrected)
+        data: dict[str, Any] = {
+            "requests": len(rows), "errors": len(rows) - len(ok), "latency": lat,
+            "feedback": {"rated": len(rated), "positive": positive,
+                         "positive_rate": positive / len(rated) if rated else None,
+                         "negative_rate": (len(rated) - positive) / len(rated) if rated else None,
+                         "corrections": corrections,
+                         "feedback_rate": sum(1 for r in rows if feedback[r.id]) / len(rows)},
+        }
+        if judge is not None and rated:
+            data["judge_agreement"] = _agreement(project, actor, judge, name,
+                                                 rated[:judge_limit])
+        result["variants"][name] = data
+    return result
+
+
+def _last_rating(items: list[Feedback]) -> int | None:
+    # A person may change their mind: the newest rating is the one that counts.
+    ratings = [fb.rating for fb in items if fb.rating is not None]
+    return ratings[-1] if ratings else None
+
+
+def _agreement(project: Any, actor: Actor, judge: Any, variant: str,
+               rated: list[tuple[RequestLog, int]]) -> dict[str, Any]:
+    from tuneloop.evaluate.metrics.judge import judge_messages
+
+    tier = max(r.tier for r, _ in rated)
+    require(project.store, actor, "evaluate", [Resource("logs", variant, tier)],
+            purpose=f"judge agreement with human ratings for {variant}")
+    chats = []
+    for log, _ in rated:
+        question = next((str(m.get("content") or "") for m in reversed(log.prompt or [])
+                         if isinstance(m, dict) and m.get("role") == "user"), "")
+        chats.append(judge_messages(question, log.output, None, judge.rubric, judge.scale))
+    grades = judge.grade(chats, project)
+    human, machine = [], []
+    for (_, rating), grade in zip(rated, grades, strict=True):
+        if grade is None:
+            continue
+        human.append(rating > 0)
+        machine.append(grade >= 0.5)
+    n = len(human)
+    agree = sum(h == m for h, m in zip(human, machine, strict=True))
+    return {"n": n, "unparsed": len(rated) - n,
+            "agreement": agree / n if n else None,
+            "kappa": cohen_kappa(human, machine),
+            "judge_positive_rate": sum(machine) / n if n else None,
+            "human_positive_rate": sum(human) / n if n else None}

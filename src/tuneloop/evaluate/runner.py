@@ -1,0 +1,139 @@
+"""Running variants over examples: concurrent requests through the variant's real engine, with
+every answer's timings, tokens, citations and retrieved chunks kept.
+
+Variants run one after another so they never compete for the CPU with each other; within a
+variant, `concurrency` requests are in flight at once (the concurrency the latency is stated
+under). One warm-up request per variant is made first and not measured, so loading the model
+does not land in the p99.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tuneloop.engines.base import Message
+from tuneloop.errors import DataError, EngineError
+from tuneloop.evaluate.summary import Output
+from tuneloop.governance.tiers import Actor
+
+Progress = Callable[[str, int, int], None]  # (variant, done, total)
+
+
+class RunnableVariant(Protocol):
+    """What the runner needs of a variant (`tuneloop.variants.Variant` has it)."""
+
+    name: str
+
+    @property
+    def uses_retrieval(self) -> bool: ...
+
+    def run(self, messages: Sequence[Message], actor: Actor, params: Any = None) -> Any: ...
+
+
+@dataclass
+class Example:
+    """One evaluation example: its input messages, the reference answer and the record."""
+
+    id: str
+    messages: list[Message]
+    reference: str
+    record: dict[str, Any]
+    slice: str | None = None
+
+
+def examples_from_records(records: Sequence[dict[str, Any]], *, path: str | Path | None = None,
+                          slice_field: str | None = None) -> list[Example]:
+    """Split each record into input messages and reference (its last, assistant, message).
+
+    A malformed record raises `DataError` naming the file and the line (records are lines).
+    """
+    out = []
+    for line, record in enumerate(records, start=1):
+        where = {"path": str(path) if path else "evaluation split", "line": line}
+        messages = record.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2:
+            raise DataError("a record needs `messages` with at least a user message and the "
+                            "reference assistant answer", **where)
+        last = messages[-1]
+        if not isinstance(last, dict) or last.get("role") != "assistant":
+            raise DataError("the last message must be the reference answer (role 'assistant'), "
+                            f"found role {last.get('role') if isinstance(last, dict) else last!r}",
+                            **where)
+        inputs = [m for m in messages[:-1] if isinstance(m, dict)]
+        if not any(m.get("role") == "user" for m in inputs):
+            raise DataError("a record needs a user message before the reference", **where)
+        metadata = record.get("metadata") or {}
+        slice_value = metadata.get(slice_field) if slice_field else None
+        out.append(Example(str(record.get("id", line)), inputs, str(last.get("content") or ""),
+                           record, None if slice_value is None else str(slice_value)))
+    return out
+
+
+def hit_dict(hit: Any) -> dict[str, Any]:
+    """A retrieved chunk as a plain dict (hits may be dataclasses, objects or dicts)."""
+    if isinstance(hit, dict):
+        data = dict(hit)
+    elif is_dataclass(hit) and not isinstance(hit, type):
+        data = asdict(hit)
+    else:
+        data = {k: getattr(hit, k) for k in ("chunk_id", "doc_id", "source", "tier", "text",
+                                              "score") if hasattr(hit, k)}
+    return {k: v for k, v in data.items() if isinstance(v, str | int | float | bool | type(None))}
+
+
+def run_variant(variant: RunnableVariant, examples: Sequence[Example], actor: Actor, *,
+                concurrency: int = 1, warmup: bool = True,
+                progress: Progress | None = None) -> tuple[list[Output], dict[str, list[dict]],
+                                                             float]:
+    """Answer every example with `variant`; returns outputs, retrieved chunks by id, wall time.
+
+    An engine failure on one example is recorded on that output (and counted as an error);
+    anything else (a refused approval, a crash) stops the run.
+    """
+    if warmup and examples:
+        # A failing warm-up is not an error of its own: the measured request records it.
+        with contextlib.suppress(EngineError):
+            variant.run(examples[0].messages, actor)
+    retrieved: dict[str, list[dict]] = {}
+    done = 0
+
+    def one(example: Example) -> Output:
+        out = Output(variant=variant.name, record_id=example.id, output="",
+                     reference=example.reference, prompt=example.messages, slice=example.slice)
+        try:
+            result = variant.run(example.messages, actor)
+        except EngineError as exc:
+            out.error = str(exc) or type(exc).__name__
+            out.finish_reason = "error"
+            return out
+        completion = result.completion
+        out.output = completion.text
+        out.finish_reason = completion.finish_reason
+        out.ttft_s = completion.ttft_s
+        out.total_s = completion.total_s
+        out.prompt_tokens = completion.prompt_tokens
+        out.completion_tokens = completion.completion_tokens
+        out.citations = [c if isinstance(c, dict) else hit_dict(c)
+                         for c in (result.citations or [])]
+        hits = [hit_dict(h) for h in (result.hits or [])]
+        out.chunk_ids = [h.get("chunk_id") for h in hits]
+        retrieved[example.id] = hits
+        return out
+
+    outputs: list[Output] = []
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency),
+                            thread_name_prefix=f"eval-{variant.name}") as pool:
+        for out in pool.map(one, examples):
+            outputs.append(out)
+            done += 1
+            if progress:
+                progress(variant.name, done, len(examples))
+    wall = time.perf_counter() - start
+    return outputs, retrieved, wall
