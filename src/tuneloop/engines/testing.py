@@ -1,0 +1,119 @@
+"""Tiny, randomly initialised llama models with the real SmolLM2 tokenizer, for tests.
+
+Every engine, the exporter and the trainer can then be exercised in seconds without downloading
+anything: the architecture is the real LlamaForCausalLM, only small; the tokenizer and chat
+template are SmolLM2's own, taken from the bundled GGUF.
+
+    from tuneloop.engines.testing import tiny_llama
+    model_dir = tiny_llama(tmp_path)          # a normal HF model folder (safetensors)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+_lock = threading.RLock()  # re-entrant: tiny_llama holds it while fetching the tokenizer
+_built: dict[tuple[object, ...], Path] = {}  # build key -> folder built in this process
+_tokenizer_dir: Path | None = None
+
+
+def tiny_llama(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate_size: int = 128,
+    max_position_embeddings: int = 2048,
+    tie_word_embeddings: bool = True,
+) -> Path:
+    """Build (or reuse) a tiny random LlamaForCausalLM folder under `out_dir` and return its path.
+
+    The folder holds `config.json`, `model.safetensors`, the SmolLM2 tokenizer and its chat
+    template: a normal Hugging Face model folder. Defaults use grouped-query attention
+    (`kv_heads` < `heads`) and tied embeddings, as SmolLM2 does, so converters meet the same
+    cases as with the real model. The model is built once per process and per set of
+    arguments; later calls copy it (a few MB), so tests may call this freely.
+    """
+    key = (seed, hidden_size, layers, heads, kv_heads, intermediate_size,
+           max_position_embeddings, tie_word_embeddings)
+    name = "tiny-llama-" + "-".join(str(int(k) if isinstance(k, bool) else k) for k in key)
+    target = Path(out_dir) / name
+    if (target / "model.safetensors").is_file():
+        return target
+    with _lock:
+        source = _built.get(key)
+        if source is None or not source.is_dir():
+            source = Path(tempfile.mkdtemp(prefix="tuneloop-tiny-llama-")) / name
+            _build(source, seed=seed, hidden_size=hidden_size, layers=layers, heads=heads,
+                   kv_heads=kv_heads, intermediate_size=intermediate_size,
+                   max_position_embeddings=max_position_embeddings,
+                   tie_word_embeddings=tie_word_embeddings)
+            _built[key] = source
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
+    os.replace(tmp, target)
+    return target
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """A folder with the real SmolLM2 tokenizer (tokenizer.json, chat template), once per process.
+
+    Taken from the bundled GGUF, so it works offline.
+    """
+    global _tokenizer_dir
+    with _lock:
+        if _tokenizer_dir is None or not (_tokenizer_dir / "tokenizer.json").is_file():
+            from transformers import AutoTokenizer
+
+            from tuneloop.engines.bundled import bundled_gguf_path
+
+            gguf = bundled_gguf_path()
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            folder = Path(tempfile.mkdtemp(prefix="tuneloop-smollm2-tokenizer-"))
+            tokenizer.save_pretrained(folder)
+            _tokenizer_dir = folder
+        return _tokenizer_dir
+
+
+def _build(folder: Path, *, seed: int, hidden_size: int, layers: int, heads: int,
+           kv_heads: int, intermediate_size: int, max_position_embeddings: int,
+           tie_word_embeddings: bool) -> None:
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_position_embeddings,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=tie_word_embeddings,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    # A larger init than the default 0.02 makes the random model's logits less flat, so greedy
+    # decoding has clear winners and engines can be compared token for token.
+    config.initializer_range = 0.5
+    model = LlamaForCausalLM(config).to(torch.float32).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
