@@ -33,6 +33,7 @@ def client(served: dict[str, Any], key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=served["url"] + "/v1", api_key=key, max_retries=0, timeout=30)
 
 
+@pytest.mark.slow
 def test_plain_completion_answers_and_logs_the_redacted_prompt(served: dict[str, Any]) -> None:
     api = client(served, served["keys"].internal)
     raw = api.chat.completions.with_raw_response.create(

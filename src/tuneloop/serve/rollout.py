@@ -39,18 +39,24 @@ class GateStatus:
 def latest_gate_status(project: Project, variant: str) -> GateStatus:
     """The seam to the evaluation stage: did `variant`'s latest evaluation pass its gates?
 
-    Delegates to `tuneloop.evaluate.gates.latest_gate_status` once the evaluation stage provides
-    it; until then no variant has a passing evaluation, so nothing can reach the public.
+    Reads the newest completed run in `eval_runs` that evaluated the variant (its summary's
+    `per_variant[variant].passed`); a variant never evaluated has not passed.
     """
-    try:
-        from tuneloop.evaluate.gates import latest_gate_status as evaluated
-    except ImportError:
-        return GateStatus(False, None, "no evaluation has been recorded for this variant")
-    result = evaluated(project, variant)
-    if isinstance(result, GateStatus):
-        return result
-    return GateStatus(bool(getattr(result, "passed", False)), getattr(result, "run_id", None),
-                      str(getattr(result, "detail", "")))
+    from tuneloop.store.evals import EvalRun
+
+    with project.store.session(write=False) as session:
+        runs = session.execute(select(EvalRun).where(EvalRun.status == "completed")
+                               .order_by(EvalRun.id.desc()).limit(500)).scalars()
+        for run in runs:
+            if variant not in (run.variants or []):
+                continue
+            result = (run.summary or {}).get("per_variant", {}).get(variant, {})
+            failed = [str(g.get("gate", "?")) for g in result.get("gates", [])
+                      if isinstance(g, dict) and g.get("required") and g.get("status") == "fail"]
+            detail = f"eval run #{run.id}" + (f": failed {', '.join(failed)}"
+                                              if failed else "")
+            return GateStatus(bool(result.get("passed")), run.id, detail)
+    return GateStatus(False, None, "no completed evaluation of this variant was found")
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,11 @@ def set_stage(project: Project, actor: Actor, alias: str, variant: str, stage: s
 
     At `all` the variant becomes the stable one: the previous `all` variant leaves the rollout.
     """
+    return _set(project, actor, alias, variant, stage, percent, reason, "set")
+
+
+def _set(project: Project, actor: Actor, alias: str, variant: str, stage: str,
+         percent: float | None, reason: str, action: str) -> AliasState:
     if stage not in (*STAGES, "off"):
         raise TuneloopError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}, off")
     from tuneloop.variants import get_variant
@@ -223,7 +234,7 @@ def set_stage(project: Project, actor: Actor, alias: str, variant: str, stage: s
         if share > 100:
             raise TuneloopError(f"public traffic shares of {alias!r} would add up to {share:g}%")
     after = others + ([Entry(variant, stage, percent)] if stage != "off" else [])
-    return _apply(project, actor, alias, "set", variant, after, reason, evidence)
+    return _apply(project, actor, alias, action, variant, after, reason, evidence)
 
 
 def promote(project: Project, actor: Actor, alias: str, variant: str, *,
@@ -247,16 +258,7 @@ def promote(project: Project, actor: Actor, alias: str, variant: str, *,
         new_stage = STAGES[STAGES.index(entry.stage) + 1]
         if new_stage == "public" and percent is not None and percent >= 100:
             new_stage = "all"
-    result = set_stage(project, actor, alias, variant, new_stage, percent=percent, reason=reason)
-    _relabel_last(project, alias, "promote")
-    return result
-
-
-def _relabel_last(project: Project, alias: str, action: str) -> None:
-    with project.store.session() as session:
-        last = session.execute(select(RolloutChange).where(RolloutChange.alias == alias)
-                               .order_by(RolloutChange.id.desc()).limit(1)).scalar_one()
-        last.action = action
+    return _set(project, actor, alias, variant, new_stage, percent, reason, "promote")
 
 
 def rollback(project: Project, actor: Actor, alias: str, *, reason: str = "") -> AliasState:
