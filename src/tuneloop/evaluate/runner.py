@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from tuneloop.engines.base import Message
 from tuneloop.errors import DataError, EngineError
+from tuneloop.evaluate.metrics import record_field
 from tuneloop.evaluate.summary import Output
 from tuneloop.governance.tiers import Actor
 
@@ -68,8 +69,7 @@ def examples_from_records(records: Sequence[dict[str, Any]], *, path: str | Path
         inputs = [m for m in messages[:-1] if isinstance(m, dict)]
         if not any(m.get("role") == "user" for m in inputs):
             raise DataError("a record needs a user message before the reference", **where)
-        metadata = record.get("metadata") or {}
-        slice_value = metadata.get(slice_field) if slice_field else None
+        slice_value = record_field(record, slice_field) if slice_field else None
         out.append(Example(str(record.get("id", line)), inputs, str(last.get("content") or ""),
                            record, None if slice_value is None else str(slice_value)))
     return out

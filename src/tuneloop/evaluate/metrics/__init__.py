@@ -71,6 +71,12 @@ class Metric:
         """Free what the metric loaded (models, engines)."""
 
 
+def record_field(record: dict[str, Any], name: str) -> Any:
+    """A field of an example: from its `metadata` (where datasets keep it), else the top level."""
+    metadata = record.get("metadata") or {}
+    return metadata[name] if name in metadata else record.get(name)
+
+
 _REGISTRY: dict[str, type[Metric]] = {}
 _loaded_entry_points = False
 
@@ -131,4 +137,5 @@ def _load_builtins() -> None:
             register(entry.load())
 
 
-__all__ = ["Metric", "MetricContext", "Sample", "available", "create", "register"]
+__all__ = ["Metric", "MetricContext", "Sample", "available", "create", "record_field",
+           "register"]

@@ -6,7 +6,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from tuneloop.evaluate.metrics import Metric, MetricContext, register
+from tuneloop.evaluate.metrics import Metric, MetricContext, record_field, register
 from tuneloop.evaluate.metrics.text import tokens
 
 # Function words carry no claim: an answer is not "grounded" because it says "the" and "is".
@@ -49,7 +49,7 @@ class RetrievalRecall(Metric):
     def score(self, prediction: str, reference: str, record: dict[str, Any],
               context: MetricContext) -> float | None:
         """Fraction of gold sources found among the retrieved chunks."""
-        gold = [g for g in (record.get("metadata") or {}).get(self.field) or [] if str(g).strip()]
+        gold = [g for g in record_field(record, self.field) or [] if str(g).strip()]
         if not context.retrieval_enabled or not gold:
             return None
         top = context.retrieved[: self.k] if self.k else context.retrieved

@@ -12,7 +12,7 @@ from collections import Counter
 from functools import cached_property
 from typing import Any
 
-from tuneloop.evaluate.metrics import Metric, MetricContext, register
+from tuneloop.evaluate.metrics import Metric, MetricContext, record_field, register
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
@@ -115,7 +115,7 @@ class Regex(Metric):
         """1.0 when the pattern matches (searches anywhere unless `full_match`)."""
         pattern = self.pattern
         if pattern is None:
-            source = (record.get("metadata") or {}).get("regex") or reference
+            source = record_field(record, "regex") or reference
             try:
                 pattern = re.compile(source, self.flags)
             except re.error:
@@ -143,7 +143,7 @@ class KeyFacts(Metric):
     def score(self, prediction: str, reference: str, record: dict[str, Any],
               context: MetricContext) -> float | None:
         """Fraction of key facts found in the answer; None when the record lists none."""
-        facts = [f for f in (record.get("metadata") or {}).get(self.field) or [] if str(f).strip()]
+        facts = [f for f in record_field(record, self.field) or [] if str(f).strip()]
         if not facts:
             return None
         answer = normalize(prediction)
