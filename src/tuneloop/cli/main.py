@@ -11,6 +11,7 @@ import typer
 
 from tuneloop.cli import approvals, audit, db, keys
 from tuneloop.cli import eval as eval_cli
+from tuneloop.cli import rag as rag_cli
 from tuneloop.cli import rollout as rollout_cli
 from tuneloop.cli import serve as serve_cli
 from tuneloop.cli._common import Context, err_console
@@ -51,6 +52,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
+app.add_typer(rag_cli.app, name="rag")
 app.add_typer(eval_cli.app, name="eval")
 app.command("serve")(serve_cli.serve)
 app.add_typer(rollout_cli.app, name="rollout")

