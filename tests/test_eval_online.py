@@ -117,3 +117,15 @@ def test_cohen_kappa_on_hand_checked_ratings() -> None:
     # observed 0.5, both raters 50% positive -> expected 0.5 -> kappa 0
     assert cohen_kappa([True, True, False, False], [True, False, True, False]) == 0.0
     assert cohen_kappa([], []) is None
+
+
+@pytest.mark.slow
+def test_eval_online_command_prints_the_figures_per_variant(project) -> None:
+    from tests.conftest import run_cli
+
+    shown = run_cli("eval", "online", "--since", "24h", cwd=project.root)
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines()
+             if line.count("│") > 5}
+    assert set(lines) >= {"a", "b"}
+    assert "0.33" in lines["a"]  # one of three ratings positive
