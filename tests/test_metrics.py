@@ -96,8 +96,8 @@ def test_json_fields_scores_each_reference_leaf() -> None:
 
 def test_retrieval_recall_matches_gold_sources_by_name() -> None:
     record = {"metadata": {"kb_refs": ["password-reset.md", "two-factor-authentication"]}}
-    hits = [{"doc_id": "kb/password-reset.md", "text": "..."}, {"doc_id": "kb/sso.md"},
-            {"source": "kb", "doc_id": "two-factor-authentication.md"}]
+    hits = [{"doc_id": "kb:guides/password-reset.md", "text": "..."}, {"doc_id": "kb:sso.md"},
+            {"source": "kb", "doc_id": "kb:two-factor-authentication.md"}]
     rag = MetricContext(retrieved=hits, retrieval_enabled=True)
     assert score("retrieval_recall", "", record=record, context=rag) == 1.0
     assert score("retrieval_recall", "", record=record, context=rag, k=2) == 0.5

@@ -20,12 +20,16 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def _ref_keys(value: str) -> set[str]:
-    """Ways a source may be named: as given, its file name and its stem, lower case."""
+    """Ways a source may be named: as given, its file name and its stem, lower case.
+
+    Document ids look like `SOURCE:relative/path.md`; gold refs usually name the file or stem.
+    """
     value = str(value).strip().lower()
     if not value:
         return set()
-    name = PurePosixPath(value.split("#", 1)[0]).name
-    return {value, name, PurePosixPath(name).stem}
+    path = value.split("#", 1)[0].rsplit(":", 1)[-1]
+    name = PurePosixPath(path).name
+    return {value, path, name, PurePosixPath(name).stem}
 
 
 @register
