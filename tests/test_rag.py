@@ -1,0 +1,185 @@
+"""The RAG index on a real store (SQLite and PostgreSQL) with the bundled embedding model:
+changed-only re-indexing, deletion, tiers filtered inside the query, auditing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tuneloop import Project
+from tuneloop.errors import DataError
+from tuneloop.governance import approvals, audit
+from tuneloop.governance.principals import actor_of, ensure_principal
+from tuneloop.rag import index_knowledge_base, search
+from tuneloop.store.rag import RagChunk, RagIndexState
+
+CONFIG = """
+version: 1
+task: {name: rag-test}
+sources:
+  - {name: handbook, path: handbook, kind: documents, tier: 1}
+  - {name: tickets, path: tickets, kind: documents, tier: 2}
+knowledge_base:
+  sources: [handbook, tickets]
+  chunk_tokens: 128
+  overlap_tokens: 16
+"""
+
+HANDBOOK = {
+    "refunds.md": "# Refund policy\n\nAnnual plans are refunded within 30 days of purchase.\n",
+    "linux.md": "# Linux install\n\nRaise the inotify watch limit with sysctl when sync is slow.\n",
+    "sso.md": "# Single sign-on\n\nSAML needs the identity provider metadata URL.\n",
+}
+TICKETS = {
+    "t1.md": "# Ticket 1\n\nAcme Corp asked for a refund of their annual plan after 40 days.\n",
+    "t2.md": "# Ticket 2\n\nGlobex cannot sync: the inotify watch limit was reached.\n",
+}
+
+
+def write(folder: Path, files: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def kb(project_dir: Path):
+    """A project with a Tier 1 handbook and Tier 2 tickets, and its people."""
+    (project_dir / "tuneloop.yaml").write_text(CONFIG, encoding="utf-8")
+    write(project_dir / "handbook", HANDBOOK)
+    write(project_dir / "tickets", TICKETS)
+    project = Project.open(project_dir)
+    with project.store.session() as session:
+        people = {name: actor_of(ensure_principal(session, name, role=role, audience=aud))
+                  for name, role, aud in [("pia", "privacy", "internal"),
+                                          ("dan", "developer", "internal"),
+                                          ("pub", "developer", "public")]}
+    people["me"] = project.actor()
+    yield project, people
+    project.close()
+
+
+def grant(project: Project, people: dict, who: str, uses: list[str],
+          for_audience: str | None = None) -> int:
+    approval = approvals.request(project.store, people[who], scope=["source:tickets"], uses=uses,
+                                 purpose="support answers", for_audience=for_audience)
+    approvals.grant(project.store, people["pia"], approval)
+    return approval
+
+
+def indexed(project: Project, people: dict):
+    grant(project, people, "me", ["rag"])
+    return index_knowledge_base(project, people["me"])
+
+
+def chunk_pks(project: Project) -> dict[str, int]:
+    with project.store.session(write=False) as session:
+        return dict(session.execute(select(RagChunk.chunk_id, RagChunk.id)).tuples().all())
+
+
+def test_reindex_embeds_only_changed_documents(kb):
+    project, people = kb
+    first = indexed(project, people)
+    assert sorted(first.added) == ["handbook:linux.md", "handbook:refunds.md", "handbook:sso.md",
+                                   "tickets:t1.md", "tickets:t2.md"]
+    before = chunk_pks(project)
+    again = index_knowledge_base(project, people["me"])
+    assert not again.changed and again.chunks_embedded == 0 and again.unchanged == 5
+    (project.root / "handbook" / "sso.md").write_text(
+        "# Single sign-on\n\nOIDC needs a client id and a client secret.\n", encoding="utf-8")
+    third = index_knowledge_base(project, people["me"])
+    assert third.updated == ["handbook:sso.md"] and third.added == [] and third.unchanged == 4
+    assert third.chunks_embedded == 1
+    after = chunk_pks(project)
+    # Unchanged documents keep their very rows; the changed one got new ones.
+    assert {k: v for k, v in after.items() if "sso" not in k} == \
+        {k: v for k, v in before.items() if "sso" not in k}
+    assert after["handbook:sso.md#0"] != before["handbook:sso.md#0"]
+    hits = search(project, people["me"], "OIDC client secret", top_k=1)
+    assert hits[0].doc_id == "handbook:sso.md" and "client secret" in hits[0].text
+
+
+def test_deleted_document_leaves_the_index(kb):
+    project, people = kb
+    indexed(project, people)
+    (project.root / "handbook" / "refunds.md").unlink()
+    report = index_knowledge_base(project, people["me"])
+    assert report.removed == ["handbook:refunds.md"]
+    assert not any(k.startswith("handbook:refunds.md") for k in chunk_pks(project))
+    hits = search(project, people["me"], "annual plans refunded within 30 days", top_k=10)
+    assert hits and all(h.doc_id != "handbook:refunds.md" for h in hits)
+
+
+def test_bad_document_names_its_file_and_changes_nothing(kb):
+    project, people = kb
+    indexed(project, people)
+    with project.store.session(write=False) as session:
+        generation = session.get(RagIndexState, 1).generation
+        count = session.scalar(select(func.count()).select_from(RagChunk))
+    (project.root / "handbook" / "sso.md").write_text("# SSO\n\nnew text\n", encoding="utf-8")
+    (project.root / "handbook" / "broken.md").write_bytes(b"# Broken\n\n\xff\xfe\xfa not text")
+    with pytest.raises(DataError, match=r"broken\.md"):
+        index_knowledge_base(project, people["me"])
+    with project.store.session(write=False) as session:
+        assert session.get(RagIndexState, 1).generation == generation
+        assert session.scalar(select(func.count()).select_from(RagChunk)) == count
+
+
+def test_public_key_never_gets_tier2_chunk(kb):
+    project, people = kb
+    indexed(project, people)
+    query = "refund annual plan after 40 days inotify watch limit"
+    # Without any approval, even an internal developer sees only the handbook.
+    assert {h.source for h in search(project, people["dan"], query, top_k=10)} == {"handbook"}
+    grant(project, people, "dan", ["rag"])
+    assert "tickets" in {h.source for h in search(project, people["dan"], query, top_k=10)}
+    # A public principal with a `rag` approval still gets no Tier 2 chunk ...
+    grant(project, people, "pub", ["rag"])
+    public_hits = search(project, people["pub"], query, top_k=10)
+    assert public_hits and all(h.tier == 1 for h in public_hits)
+    # ... until the privacy team also allows deploy-public for that source.
+    grant(project, people, "pub", ["rag", "deploy-public"])
+    assert "tickets" in {h.source for h in search(project, people["pub"], query, top_k=10)}
+
+
+def test_permission_filter_does_not_starve_results(kb):
+    project, people = kb
+    indexed(project, people)
+    # Both tickets match this query better than most of the handbook; the filter runs inside
+    # the query, so dan still gets top_k handbook chunks rather than top_k minus the tickets.
+    hits = search(project, people["dan"], "Acme Globex refund inotify ticket", top_k=3)
+    assert len(hits) == 3 and {h.source for h in hits} == {"handbook"}
+
+
+def test_tier2_retrieval_is_audited_and_tier_change_applies_at_once(kb):
+    project, people = kb
+    indexed(project, people)
+    grant(project, people, "dan", ["rag"])
+    hits = search(project, people["dan"], "Globex inotify", top_k=2)
+    assert any(h.source == "tickets" for h in hits)
+    events = audit.list_events(project.store, action="use.rag", actor="dan")
+    assert events and "source:tickets" in events[0].target and events[0].tier == 2
+    # Reclassify the handbook as customer data: its chunks are re-tagged without re-embedding
+    # and disappear for the public principal immediately.
+    (project.root / "tuneloop.yaml").write_text(CONFIG.replace(
+        "path: handbook, kind: documents, tier: 1", "path: handbook, kind: documents, tier: 2"))
+    project = Project.open(project.root)
+    approval = approvals.request(project.store, people["me"], scope=["source:handbook"],
+                                 uses=["rag"], purpose="reindex")
+    approvals.grant(project.store, people["pia"], approval)
+    report = index_knowledge_base(project, people["me"])
+    assert len(report.retagged) == 3 and report.chunks_embedded == 0
+    assert search(project, people["pub"], "refund annual plan inotify SAML", top_k=5) == []
+
+
+def test_hits_carry_scores_from_both_retrievers(kb):
+    project, people = kb
+    indexed(project, people)
+    hits = search(project, people["me"], "How do I raise the inotify watch limit?", top_k=2)
+    top = hits[0]
+    assert top.chunk_id == "handbook:linux.md#0" and top.doc_id == "handbook:linux.md"
+    assert top.ranks == {"bm25": 1, "vector": 1}
+    assert top.scores["bm25"] > 0 and 0 < top.scores["vector"] <= 1
+    assert top.score == pytest.approx(2 / 61)
