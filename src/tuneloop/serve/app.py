@@ -9,9 +9,10 @@ so several replicas can share one PostgreSQL database.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -146,7 +147,20 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
     """The serving app for `project`. `variant_loader(name)` overrides how variants are built."""
     server = Server(project, variant_loader=variant_loader, auth_ttl_s=auth_ttl_s)
     errors = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 429, 503)}
-    app = FastAPI(title="tuneloop", version="1", responses=errors)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Load the PII recognisers before the first request rather than during it.
+        await anyio.to_thread.run_sync(requestlog.redact, server.entities, ["warm-up"])
+        from tuneloop.flywheel.retention import Scheduler
+
+        retention = Scheduler(project).start()  # purges expired logs now, then every hour
+        yield
+        retention.stop()
+        server.close()
+
+    app = FastAPI(title="tuneloop", version="1", responses=errors,  # type: ignore[arg-type]
+                  lifespan=lifespan)
     app.state.server = server
     install(app)
 
@@ -194,10 +208,9 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
         """Prometheus metrics: requests, latency histograms, tokens and errors per variant."""
         return Response(server.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.on_event("shutdown")
-    def _shutdown() -> None:
-        server.close()
+    from tuneloop.ui import mount as mount_dashboard  # the web dashboard, at /ui
 
+    mount_dashboard(app, project)
     app.add_middleware(BodyLimit, max_bytes=project.config.server.max_body_bytes,
                        on_reject=_reject_logger(server))
     return app
