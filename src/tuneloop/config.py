@@ -213,6 +213,13 @@ class PrivacyConfig(_Model):
         return value
 
 
+class RolloutConfig(_Model):
+    """Online evidence a variant needs from the internal stage before it may go public."""
+
+    min_rated_requests: int = Field(default=0, ge=0)
+    satisfaction_alpha: float = Field(default=0.05, gt=0, lt=1)
+
+
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65535)
@@ -239,6 +246,7 @@ class ProjectConfig(_Model):
     variants: list[VariantConfig] = Field(default_factory=list)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
     @model_validator(mode="after")
     def _references(self) -> ProjectConfig:

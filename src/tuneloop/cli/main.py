@@ -11,6 +11,7 @@ import typer
 
 from tuneloop.cli import approvals, audit, db, keys
 from tuneloop.cli import eval as eval_cli
+from tuneloop.cli import flywheel as flywheel_cli
 from tuneloop.cli import rag as rag_cli
 from tuneloop.cli import rollout as rollout_cli
 from tuneloop.cli import serve as serve_cli
@@ -56,6 +57,11 @@ app.add_typer(rag_cli.app, name="rag")
 app.add_typer(eval_cli.app, name="eval")
 app.command("serve")(serve_cli.serve)
 app.add_typer(rollout_cli.app, name="rollout")
+app.command("enrich")(flywheel_cli.enrich.enrich)
+app.add_typer(flywheel_cli.review.app, name="review")
+app.command("erase")(flywheel_cli.erase.erase)
+app.add_typer(flywheel_cli.retention.app, name="retention")
+app.command("monitor")(flywheel_cli.monitor.monitor)
 
 
 def main() -> None:

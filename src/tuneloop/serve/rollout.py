@@ -258,6 +258,12 @@ def promote(project: Project, actor: Actor, alias: str, variant: str, *,
         new_stage = STAGES[STAGES.index(entry.stage) + 1]
         if new_stage == "public" and percent is not None and percent >= 100:
             new_stage = "all"
+    if entry.stage == "internal" and new_stage in PUBLIC_STAGES:
+        # Leaving the internal stage also needs its online evidence (ratings by internal users).
+        from tuneloop.flywheel.evidence import gate_promotion
+
+        stable = next((e.variant for e in state(project, alias).at("all")), None)
+        gate_promotion(project, actor.name, alias, variant, stable)
     return _set(project, actor, alias, variant, new_stage, percent, reason, "promote")
 
 

@@ -1,0 +1,152 @@
+"""Erasure on disk: dataset versions rewritten without the subject, then a sweep of `.tuneloop/`.
+
+A version folder is immutable, so a version that holds the subject is replaced: its files are
+copied without the subject's lines into a new version (same name, new id, the manifest saying
+which version it replaces and which erasure made it) and the old folder is deleted. The sweep
+then looks at every other file under `.tuneloop/` (reports, run outputs, caches): a derived file
+that still mentions the subject is deleted and listed, so it can be regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneloop.data.versions import MANIFEST, SPLITS, datasets_dir, list_versions, publish
+from tuneloop.flywheel.subject import Subject
+
+if TYPE_CHECKING:
+    from tuneloop.project import Project
+
+# The database's own files are purged by VACUUM, not deleted; the lock file holds nothing.
+DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".db.lock")
+
+
+@dataclass
+class DatasetRewrite:
+    """One version replaced: the old ref, the new ref and how many records left it."""
+
+    old: str
+    new: str
+    removed: int
+    record_ids: list[str] = field(default_factory=list)
+
+
+def rewrite_datasets(project: Project, subject: Subject, erasure_id: int,
+                     created_by: str) -> list[DatasetRewrite]:
+    """Replace every dataset version that holds the subject; delete the old folders."""
+    out = []
+    for version in list_versions(project):
+        if not (version.path / MANIFEST).is_file():
+            continue  # already purged by an earlier erasure
+        kept, removed_ids = _filtered(version.path, subject)
+        if not removed_ids and not _mentions_outside_records(version.path, subject):
+            continue
+        manifest = json.loads((version.path / MANIFEST).read_text(encoding="utf-8"))
+        root = datasets_dir(project) / version.name
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+        try:
+            digest = hashlib.sha256(f"{version.id}:erasure".encode())
+            for name, lines in sorted(kept.items()):
+                text = "".join(lines)
+                digest.update(f"{name}\n{text}".encode())
+                (staging / name).write_text(text, encoding="utf-8")
+            for extra in version.path.iterdir():
+                copy = extra.is_file() and extra.name not in kept and extra.name != MANIFEST
+                if copy and not subject.mentions(extra):
+                    shutil.copy2(extra, staging / extra.name)
+            counts = {s: sum(1 for line in kept.get(f"{s}.jsonl", []) if line.strip())
+                      for s in SPLITS}
+            manifest.update(
+                id=digest.hexdigest()[:16], counts=counts,
+                erasure={"id": erasure_id, "replaces": version.ref,
+                         "removed_records": len(removed_ids)})
+            manifest = _scrub(manifest, subject)
+            new = publish(project, staging, manifest, created_by=created_by)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(version.path)
+        out.append(DatasetRewrite(version.ref, new.ref, len(removed_ids), removed_ids))
+    return out
+
+
+def _filtered(folder: Path, subject: Subject) -> tuple[dict[str, list[str]], list[str]]:
+    kept: dict[str, list[str]] = {}
+    removed: list[str] = []
+    for path in sorted(folder.glob("*.jsonl")):
+        lines = []
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    record = {"text": line}
+                if isinstance(record, dict) and subject.in_record(record):
+                    removed.append(str(record.get("id", "")))
+                elif subject.matches(line):
+                    removed.append(str(record.get("id", "")) if isinstance(record, dict) else "")
+                else:
+                    lines.append(line if line.endswith("\n") else line + "\n")
+        kept[path.name] = lines
+    return kept, removed
+
+
+def _mentions_outside_records(folder: Path, subject: Subject) -> bool:
+    return any(p.is_file() and p.suffix != ".jsonl" and subject.mentions(p)
+               for p in folder.iterdir())
+
+
+def _scrub(value: Any, subject: Subject) -> Any:
+    """The manifest without any string that mentions the subject (e.g. a sample record)."""
+    if isinstance(value, dict):
+        return {k: _scrub(v, subject) for k, v in value.items()
+                if not (isinstance(v, str) and subject.matches(v))}
+    if isinstance(value, list):
+        return [_scrub(v, subject) for v in value if not (isinstance(v, str)
+                                                          and subject.matches(v))]
+    return value
+
+
+def sweep(project: Project, subject: Subject, skip: set[Path] | None = None) -> list[Path]:
+    """Delete every file under `.tuneloop/` (but the database) that mentions the subject."""
+    removed = []
+    skip = skip or set()
+    for path in sorted(project.state_dir.rglob("*")):
+        if not path.is_file() or path.is_symlink() or path in skip:
+            continue
+        if path.name.endswith(DATABASE_SUFFIXES):
+            continue
+        if subject.mentions(path):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def scan(root: Path, subject: Subject) -> list[Path]:
+    """Every file under `root` whose bytes mention the subject (what a verifier runs)."""
+    return [p for p in sorted(root.rglob("*")) if p.is_file() and subject.mentions(p)]
+
+
+def sources_mentioning(project: Project, subject: Subject) -> list[str]:
+    """Declared sources (outside `.tuneloop/`) that still mention the subject.
+
+    Erasure does not edit the team's source files; a rebuild or re-index from them would bring
+    the subject back, so the command names them.
+    """
+    out = []
+    for source in project.config.sources:
+        path = project.path(source.path)
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) \
+            if path.is_dir() else []
+        hits = [f for f in files if subject.mentions(f)]
+        out.extend(f"{source.name}: {f}" for f in hits)
+    return out
+

@@ -1,0 +1,230 @@
+"""Erasure: remove one data subject from the request log, feedback, review queue, dataset
+versions, evaluation outputs and the retrieval index; mark every model and variant derived from
+the affected data as needing retraining; purge the database files; verify nothing is left.
+
+The subject is found by the hash records carry (`subject`, from the source's `subject_field` or
+the API's `user` field), by being the principal who made a request, and by any of the identifying
+strings given (the id itself, a name, ...) appearing in stored text. Only the privacy team and
+admins may erase; every erasure is audited with the subject's hash, never the id in clear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from tuneloop.errors import PermissionDenied
+from tuneloop.flywheel import erase_files
+from tuneloop.flywheel.purge import PurgeReport, purge
+from tuneloop.flywheel.retention import BATCH, delete_logs
+from tuneloop.flywheel.subject import Subject
+from tuneloop.governance import audit
+from tuneloop.governance.tiers import Actor
+from tuneloop.store.evals import EvalOutput
+from tuneloop.store.flywheel import Erasure, RetrainingMark, ReviewDecision, ReviewItem
+from tuneloop.store.models import utcnow
+from tuneloop.store.rag import RagChunk, RagDocument, RagIndexState
+from tuneloop.store.runs import Run
+from tuneloop.store.serving import Feedback, RequestLog
+
+if TYPE_CHECKING:
+    from tuneloop.project import Project
+
+ROLES = ("privacy", "admin")
+TOUCHED_TABLES = [RequestLog.__tablename__, Feedback.__tablename__, ReviewItem.__tablename__,
+                  ReviewDecision.__tablename__, EvalOutput.__tablename__,
+                  RagChunk.__tablename__, RagDocument.__tablename__]
+
+
+@dataclass
+class ErasureReport:
+    """What one erasure removed, what it marked, and what it could not reach."""
+
+    id: int
+    subject_hash: str
+    counts: dict[str, int] = field(default_factory=dict)
+    datasets: list[erase_files.DatasetRewrite] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    files_removed: list[Path] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    purge: PurgeReport = field(default_factory=PurgeReport)
+    residue: list[Path] = field(default_factory=list)
+
+
+def erase(project: Project, actor: Actor, subject_id: str, *,
+          also: list[str] | tuple[str, ...] = ()) -> ErasureReport:
+    """Erase the subject `subject_id` (also known by the strings in `also`); see the module doc."""
+    if actor.role not in ROLES:
+        audit.record_now(project.store, actor=actor.name, action="erasure.refused",
+                         target="subject", details={"why": f"role {actor.role}"})
+        raise PermissionDenied(f"{actor.name} ({actor.role}) may not erase data subjects",
+                               hint="the privacy team or an admin runs `tuneloop erase`")
+    subject = Subject.of(subject_id, also)
+    with project.store.session() as session:
+        receipt = Erasure(subject=subject.hash, actor=actor.name, counts={}, datasets=[],
+                          models=[], variants=[])
+        session.add(receipt)
+        session.flush()
+        report = ErasureReport(id=receipt.id, subject_hash=subject.hash)
+    report.datasets = erase_files.rewrite_datasets(project, subject, report.id, actor.name)
+    report.counts["dataset_records"] = sum(d.removed for d in report.datasets)
+    with project.store.session() as session:
+        report.counts.update(_erase_logs(session, subject))
+        record_ids = {rid for d in report.datasets for rid in d.record_ids if rid}
+        report.counts["eval_outputs"] = _erase_eval_outputs(session, subject, record_ids)
+        report.counts["chunks"] = _erase_chunks(session, subject)
+    report.models, report.variants = _derived(project, {d.old for d in report.datasets})
+    with project.store.session() as session:
+        for kind, names in (("model", report.models), ("variant", report.variants)):
+            for name in names:
+                session.add(RetrainingMark(kind=kind, name=name, erasure_id=report.id,
+                                           reason="trained on or serving data since erased"))
+        receipt = session.get(Erasure, report.id)
+        assert receipt is not None
+        receipt.counts = dict(report.counts)
+        receipt.datasets = [f"{d.old} -> {d.new}" for d in report.datasets]
+        receipt.models, receipt.variants = report.models, report.variants
+        audit.record(session, actor=actor.name, action="erasure", target=f"subject:{subject.hash}",
+                     tier=2, details={"erasure": report.id, "counts": report.counts,
+                                      "datasets": receipt.datasets, "models": report.models,
+                                      "variants": report.variants})
+    if report.counts["chunks"]:
+        _rebuild_index(project)
+    report.files_removed = erase_files.sweep(project, subject)
+    report.sources = erase_files.sources_mentioning(project, subject)
+    report.purge = purge(project.store, TOUCHED_TABLES)
+    report.residue = erase_files.scan(project.state_dir, subject)
+    return report
+
+
+def _erase_logs(session: Session, subject: Subject) -> dict[str, int]:
+    ids = set(session.execute(select(RequestLog.id).where(
+        or_(RequestLog.subject == subject.hash, RequestLog.principal == subject.id))).scalars())
+    # Free text: the subject may be named in anyone's request (a colleague asking about them).
+    for rid, prompt, output, error in _batches(session, select(
+            RequestLog.id, RequestLog.prompt, RequestLog.output, RequestLog.error), RequestLog.id):
+        if subject.matches(prompt, output, error):
+            ids.add(rid)
+    # Shadow copies carry the same prompt as the request they copied.
+    if ids:
+        for start in range(0, len(ids), BATCH):
+            chunk = sorted(ids)[start:start + BATCH]
+            ids |= set(session.execute(select(RequestLog.id).where(
+                RequestLog.shadow_of.in_(chunk))).scalars())
+    feedback_ids = [fid for fid, comment, corrected in _batches(
+        session, select(Feedback.id, Feedback.comment, Feedback.corrected), Feedback.id)
+        if subject.matches(comment, corrected)]
+    items = [iid for iid, answer in _batches(session, select(ReviewItem.id, ReviewItem.answer),
+                                             ReviewItem.id) if subject.matches(answer)]
+    counts = {"request_logs": 0, "feedback": 0, "review_items": 0}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), BATCH):
+        done = delete_logs(session, ordered[start:start + BATCH])
+        for key in ("feedback", "review_items"):
+            counts[key] += done[key]
+        counts["request_logs"] += done["logs"]
+    if feedback_ids:
+        counts["feedback"] += session.execute(
+            delete(Feedback).where(Feedback.id.in_(feedback_ids))).rowcount or 0
+    if items:
+        session.execute(delete(ReviewDecision).where(ReviewDecision.item_id.in_(items)))
+        counts["review_items"] += session.execute(
+            delete(ReviewItem).where(ReviewItem.id.in_(items))).rowcount or 0
+    return counts
+
+
+def _erase_eval_outputs(session: Session, subject: Subject, record_ids: set[str]) -> int:
+    doomed = [oid for oid, rid, prompt, reference, output in _batches(
+        session, select(EvalOutput.id, EvalOutput.record_id, EvalOutput.prompt,
+                        EvalOutput.reference, EvalOutput.output), EvalOutput.id)
+        if rid in record_ids or subject.matches(prompt, reference, output)]
+    for start in range(0, len(doomed), BATCH):
+        session.execute(delete(EvalOutput).where(EvalOutput.id.in_(doomed[start:start + BATCH])))
+    return len(doomed)
+
+
+def _erase_chunks(session: Session, subject: Subject) -> int:
+    doomed: list[tuple[int, int]] = [(cid, doc) for cid, doc, text, heading in _batches(
+        session, select(RagChunk.id, RagChunk.document_id, RagChunk.text, RagChunk.heading),
+        RagChunk.id) if subject.matches(text, heading)]
+    if not doomed:
+        return 0
+    ids = [cid for cid, _ in doomed]
+    for start in range(0, len(ids), BATCH):
+        session.execute(delete(RagChunk).where(RagChunk.id.in_(ids[start:start + BATCH])))
+    for doc in {d for _, d in doomed}:
+        left = session.scalar(select(func.count()).select_from(RagChunk)
+                              .where(RagChunk.document_id == doc)) or 0
+        session.execute(update(RagDocument).where(RagDocument.id == doc).values(n_chunks=left))
+    state = session.get(RagIndexState, 1)
+    if state is not None:
+        # A new generation makes every replica drop its in-memory index and rebuild from the store.
+        state.generation += 1
+        state.updated_at = utcnow()
+    return len(ids)
+
+
+def _rebuild_index(project: Project) -> None:
+    import shutil
+
+    from tuneloop.rag import snapshot
+
+    snapshot.forget(project.state_dir)
+    shutil.rmtree(project.state_dir / snapshot.INDEX_DIR, ignore_errors=True)
+    snapshot.build_files(project.store, project.state_dir)
+
+
+def _derived(project: Project, refs: set[str]) -> tuple[list[str], list[str]]:
+    """Models trained on any of these dataset versions, and the variants that serve them."""
+    if not refs:
+        return [], []
+    models: set[str] = set()
+    with project.store.session(write=False) as session:
+        for name in session.execute(select(Run.output_model).where(
+                Run.dataset_version.in_(sorted(refs)), Run.output_model.is_not(None))).scalars():
+            models.add(name)
+    for record in _registered_models(project):
+        lineage = getattr(record, "lineage", None) or {}
+        if set(lineage.get("dataset_versions", [])) & refs:
+            models.add(record.name)
+    # A model made from a marked model (a merge, an export) inherits the mark.
+    for record in _registered_models(project):
+        base = getattr(record, "base_model", None)
+        if base in models:
+            models.add(record.name)
+    variants = {v.name for v in project.config.variants if v.model in models}
+    return sorted(models), sorted(variants)
+
+
+def _registered_models(project: Project) -> list[Any]:
+    try:
+        from tuneloop.engines.registry import list_models
+    except ImportError:  # the model registry is optional until its stage lands
+        return []
+    return list(list_models(project))
+
+
+def _batches(session: Session, query: Any, key: Any, size: int = 1000) -> Any:
+    """Rows of `query` in pages ordered by `key` (its first column), so memory stays flat."""
+    last = None
+    while True:
+        page = query.order_by(key).limit(size)
+        if last is not None:
+            page = page.where(key > last)
+        rows = session.execute(page).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+
+
+def needs_retraining(project: Project) -> list[RetrainingMark]:
+    """Models and variants marked by an erasure and not yet cleared, newest first."""
+    with project.store.session(write=False) as session:
+        return list(session.execute(select(RetrainingMark).where(
+            RetrainingMark.cleared_at.is_(None)).order_by(RetrainingMark.id.desc())).scalars())

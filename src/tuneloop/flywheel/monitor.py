@@ -1,0 +1,194 @@
+"""Monitoring from the request log: per variant and per time bucket, latency percentiles, error
+rate and feedback rates, compared with the project's latency SLO (`latency` in `tuneloop.yaml`).
+
+A variant breaches the SLO when, over the whole window, its p95 total latency is above
+`latency.p95_ms` or its p95 time to first token above `latency.ttft_ms`, or its error rate is
+above the allowed rate. Shadow copies are left out: users never waited for them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import select
+
+from tuneloop.store.models import utcnow
+from tuneloop.store.serving import Feedback, RequestLog
+
+if TYPE_CHECKING:
+    from tuneloop.project import Project
+
+DEFAULT_MAX_ERROR_RATE = 0.05
+
+
+@dataclass
+class Stats:
+    """Figures for one variant over one stretch of time."""
+
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    rated: int = 0
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    corrected: int = 0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def up_rate(self) -> float | None:
+        """Share of rated requests rated up (None when nothing was rated)."""
+        return self.thumbs_up / self.rated if self.rated else None
+
+
+@dataclass
+class VariantHealth:
+    """One variant: its figures over the window, per bucket, and what breaches the SLO."""
+
+    variant: str
+    total: Stats
+    buckets: list[tuple[dt.datetime, Stats]] = field(default_factory=list)
+    breaches: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MonitorReport:
+    """Every variant seen in the window, and the SLO they were held to."""
+
+    since: dt.datetime
+    until: dt.datetime
+    bucket: dt.timedelta
+    slo: dict[str, float]
+    variants: list[VariantHealth]
+
+    @property
+    def breached(self) -> bool:
+        return any(v.breaches for v in self.variants)
+
+
+def monitor(project: Project, *, since: dt.datetime | None = None,
+            until: dt.datetime | None = None, bucket: dt.timedelta = dt.timedelta(hours=1),
+            variant: str | None = None, max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
+            min_requests: int = 1) -> MonitorReport:
+    """Figures per variant (and per `bucket`) for requests in [since, until); default: 24 h.
+
+    A variant with fewer than `min_requests` requests in the window is shown but never breaches:
+    a handful of requests says little about a percentile.
+    """
+    until = until or utcnow()
+    since = since or until - dt.timedelta(hours=24)
+    latency = project.config.latency
+    slo = {"p95_ms": latency.p95_ms, "ttft_ms": latency.ttft_ms, "error_rate": max_error_rate}
+    query = select(RequestLog.id, RequestLog.variant, RequestLog.created_at, RequestLog.status,
+                   RequestLog.total_ms, RequestLog.ttft_ms).where(
+        RequestLog.created_at >= since, RequestLog.created_at < until,
+        RequestLog.shadow_of.is_(None), RequestLog.variant.is_not(None))
+    if variant:
+        query = query.where(RequestLog.variant == variant)
+    with project.store.session(write=False) as session:
+        rows = session.execute(query).all()
+        ratings = _ratings(session, since, until)
+    by_variant: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_variant.setdefault(row.variant, []).append(tuple(row))
+    report = MonitorReport(since, until, bucket, slo, [])
+    for name in sorted(by_variant):
+        items = by_variant[name]
+        health = VariantHealth(name, _stats(items, ratings))
+        starts: dict[dt.datetime, list[tuple]] = {}
+        for item in items:
+            starts.setdefault(_floor(item[2], since, bucket), []).append(item)
+        health.buckets = [(start, _stats(starts[start], ratings)) for start in sorted(starts)]
+        if health.total.requests >= min_requests:
+            health.breaches = _breaches(health.total, slo)
+        report.variants.append(health)
+    return report
+
+
+def _ratings(session, since: dt.datetime, until: dt.datetime) -> dict[str, tuple[int | None,
+                                                                                    bool]]:
+    """The latest rating and whether a correction was given, per request id."""
+    out: dict[str, tuple[int | None, bool]] = {}
+    query = select(Feedback.request_id, Feedback.rating, Feedback.corrected).join(
+        RequestLog, RequestLog.id == Feedback.request_id).where(
+        RequestLog.created_at >= since, RequestLog.created_at < until).order_by(Feedback.id)
+    for request_id, rating, corrected in session.execute(query):
+        old_rating, old_corrected = out.get(request_id, (None, False))
+        out[request_id] = (rating if rating is not None else old_rating,
+                           old_corrected or corrected is not None)
+    return out
+
+
+def _stats(items: list[tuple], ratings: dict[str, tuple[int | None, bool]]) -> Stats:
+    stats = Stats(requests=len(items))
+    ok = [i for i in items if i[3] < 400]
+    stats.errors = len(items) - len(ok)
+    if ok:
+        total = np.array([i[4] for i in ok], dtype=float)
+        stats.p50_ms, stats.p95_ms = (float(np.percentile(total, q)) for q in (50, 95))
+        ttft = np.array([i[5] for i in ok if i[5] is not None], dtype=float)
+        if ttft.size:
+            stats.ttft_p50_ms, stats.ttft_p95_ms = (float(np.percentile(ttft, q))
+                                                    for q in (50, 95))
+    for item in items:
+        rating, corrected = ratings.get(item[0], (None, False))
+        stats.corrected += corrected
+        if rating is not None:
+            stats.rated += 1
+            stats.thumbs_up += rating > 0
+            stats.thumbs_down += rating < 0
+    return stats
+
+
+def _breaches(stats: Stats, slo: dict[str, float]) -> list[str]:
+    out = []
+    if stats.p95_ms is not None and stats.p95_ms > slo["p95_ms"]:
+        out.append(f"p95 latency {stats.p95_ms:.0f} ms > {slo['p95_ms']:.0f} ms")
+    if stats.ttft_p95_ms is not None and stats.ttft_p95_ms > slo["ttft_ms"]:
+        out.append(f"p95 time to first token {stats.ttft_p95_ms:.0f} ms > {slo['ttft_ms']:.0f} ms")
+    if stats.error_rate > slo["error_rate"]:
+        out.append(f"error rate {stats.error_rate:.1%} > {slo['error_rate']:.1%}")
+    return out
+
+
+def _floor(when: dt.datetime, origin: dt.datetime, bucket: dt.timedelta) -> dt.datetime:
+    return origin + bucket * int((when - origin) / bucket)
+
+
+def plot(report: MonitorReport, out_dir: Path) -> Path:
+    """A PNG of p95 latency and thumbs-up rate per bucket for each variant; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, (lat, up) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    for health in report.variants:
+        times = [start for start, _ in health.buckets]
+        lat.plot(times, [s.p95_ms if s.p95_ms is not None else np.nan
+                         for _, s in health.buckets], marker="o", label=health.variant)
+        up.plot(times, [s.up_rate if s.up_rate is not None else np.nan
+                        for _, s in health.buckets], marker="o", label=health.variant)
+    lat.axhline(report.slo["p95_ms"], color="red", linestyle="--", linewidth=1, label="SLO p95")
+    lat.set_ylabel("p95 latency (ms)")
+    up.set_ylabel("thumbs-up rate")
+    up.set_ylim(0, 1)
+    lat.legend(loc="upper left", fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path = out_dir / f"monitor-{report.until:%Y%m%dT%H%M%S}.png"
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
