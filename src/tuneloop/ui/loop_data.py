@@ -1,0 +1,170 @@
+"""What the Overview and Evaluations pages show, read from the other stages' tables.
+
+Each stage's tables land on their own schedule; a part whose module is not there yet shows an
+empty state instead of failing the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from tuneloop.errors import NotFound, TuneloopError
+from tuneloop.governance.tiers import Actor, Resource
+from tuneloop.project import Project
+from tuneloop.store.datasets import DatasetVersionRow
+from tuneloop.store.evals import EvalOutput, EvalRun
+from tuneloop.store.runs import Run
+from tuneloop.ui.visibility import may_view
+
+#: how many evaluation runs to scan for each variant's latest result
+EVAL_SCAN = 200
+
+
+@dataclass
+class VariantState:
+    """One variant of `tuneloop.yaml` with its tier, rollout stages and latest evaluation."""
+
+    name: str
+    model: str
+    retrieval: bool
+    tier: int | None
+    stages: list[tuple[str, str, float]] = field(default_factory=list)  # alias, stage, percent
+    last_eval: int | None = None
+    passed: bool | None = None
+    failed_gates: list[str] = field(default_factory=list)
+
+
+def datasets(project: Project) -> list[DatasetVersionRow]:
+    """Every dataset version, newest first."""
+    with project.store.session(write=False) as session:
+        return list(session.scalars(select(DatasetVersionRow)
+                                    .order_by(DatasetVersionRow.created_at.desc())))
+
+
+def models(project: Project) -> list[dict[str, Any]]:
+    """Registered models with their lineage; training runs stand in until the registry lands."""
+    try:
+        from tuneloop.engines import registry
+    except ImportError:
+        registry = None
+    if registry is not None:
+        out = []
+        for m in registry.list_models(project):
+            lineage = getattr(m, "lineage", None) or {}
+            out.append({"name": m.name, "kind": getattr(m, "kind", ""),
+                        "tier": getattr(m, "tier", None),
+                        "base": getattr(m, "base_model", "") or "",
+                        "datasets": lineage.get("dataset_versions") or lineage.get("datasets")
+                        or [], "run": lineage.get("run_id") or lineage.get("run"),
+                        "created_at": getattr(m, "created_at", None)})
+        return out
+    with project.store.session(write=False) as session:
+        runs = session.scalars(select(Run).where(Run.kind == "train").order_by(Run.id.desc()))
+        return [{"name": r.output_model or f"(run {r.id}, {r.status})", "kind": "adapter",
+                 "tier": r.tier, "base": r.base_model,
+                 "datasets": [r.dataset_version] if r.dataset_version else [], "run": r.id,
+                 "created_at": r.created_at} for r in runs]
+
+
+def _variant_tier(project: Project, name: str) -> int | None:
+    from tuneloop.variants import get_variant
+
+    try:
+        return get_variant(project, name).tier
+    except (ImportError, TuneloopError):
+        return None  # its model is not registered (yet): the page says "unknown"
+
+
+def variants(project: Project) -> list[VariantState]:
+    """The config's variants with rollout stages and the gate status of their last evaluation."""
+    from tuneloop.serve import rollout
+
+    states = {v.name: VariantState(v.name, v.model, v.retrieval.enabled,
+                                   _variant_tier(project, v.name))
+              for v in project.config.variants}
+    for alias in rollout.aliases(project):
+        for entry in rollout.state(project, alias).entries:
+            state = states.setdefault(entry.variant,
+                                      VariantState(entry.variant, "?", False, None))
+            state.stages.append((alias, entry.stage, entry.percent))
+    with project.store.session(write=False) as session:
+        runs = session.scalars(select(EvalRun).where(EvalRun.status == "completed")
+                               .order_by(EvalRun.id.desc()).limit(EVAL_SCAN))
+        for run in runs:
+            for name, data in (run.summary or {}).get("per_variant", {}).items():
+                state = states.get(name)
+                if state is None or state.last_eval is not None:
+                    continue
+                state.last_eval = run.id
+                state.passed = bool(data.get("passed"))
+                state.failed_gates = [g["gate"] for g in data.get("gates", [])
+                                      if g.get("required") and g.get("status") == "fail"]
+    return list(states.values())
+
+
+def eval_runs(project: Project, limit: int = 100) -> list[EvalRun]:
+    """The newest evaluation runs first."""
+    with project.store.session(write=False) as session:
+        return list(session.scalars(select(EvalRun).order_by(EvalRun.id.desc()).limit(limit)))
+
+
+def eval_run(project: Project, run_id: int) -> EvalRun:
+    """One evaluation run; `NotFound` if there is none."""
+    with project.store.session(write=False) as session:
+        row = session.get(EvalRun, run_id)
+        if row is None:
+            raise NotFound(f"no evaluation run {run_id}")
+        return row
+
+
+def run_resource(project: Project, run: EvalRun) -> Resource:
+    """The dataset version an evaluation's examples came from, as a governed resource."""
+    name, _, version_id = run.dataset_version.partition("@")
+    roots: frozenset[str] = frozenset()
+    with project.store.session(write=False) as session:
+        row = session.scalars(select(DatasetVersionRow).where(
+            DatasetVersionRow.name == name, DatasetVersionRow.version_id == version_id)).first()
+        if row is not None:
+            roots = frozenset(row.roots or ())
+    return Resource("dataset", run.dataset_version or f"eval-run-{run.id}", run.tier, roots)
+
+
+def run_outputs(project: Project, run_id: int, *, variant: str | None = None,
+                slice_name: str | None = None) -> list[EvalOutput]:
+    """The stored outputs of a run, optionally of one variant or one slice."""
+    with project.store.session(write=False) as session:
+        query = select(EvalOutput).where(EvalOutput.run_id == run_id)
+        if variant:
+            query = query.where(EvalOutput.variant == variant)
+        if slice_name:
+            query = query.where(EvalOutput.slice == slice_name)
+        return list(session.scalars(query.order_by(EvalOutput.record_id, EvalOutput.variant)))
+
+
+def charts(project: Project, run: EvalRun) -> dict[str, str]:
+    """The evaluation report's charts for this run, as inline SVG (matplotlib, server-side)."""
+    from tuneloop.evaluate import charts as charts_mod
+    from tuneloop.evaluate.run import load_run
+
+    summary = run.summary or {}
+    if not summary.get("per_variant"):
+        return {}
+    result = load_run(project, run.id)
+    return {
+        "Quality vs latency": charts_mod.quality_vs_latency(summary),
+        "Latency": charts_mod.latency_distributions(summary, result.outputs),
+        "Per slice": charts_mod.slice_bars(summary),
+        "Comparisons": charts_mod.forest(summary.get("comparisons", []),
+                                         "Pairwise differences", "comparisons"),
+    }
+
+
+def example_access(project: Project, actor: Actor, run: EvalRun) -> str | None:
+    """None when `actor` may read this run's examples, else why not (Tier 2 without approval)."""
+    if run.tier < 2:
+        return None
+    return may_view(project.store, actor, run_resource(project, run),
+                    purpose=f"dashboard: examples of evaluation run {run.id}")
