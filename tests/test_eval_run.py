@@ -147,8 +147,13 @@ def test_evaluation_stores_every_output_with_timings_scores_and_a_report(
 
 
 @pytest.mark.slow
-def test_eval_show_and_compare_render_stored_runs(project_dir: Path) -> None:
-    project = Project.open(project_dir)
+def test_eval_show_and_compare_render_stored_runs(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite only: the commands read through the same code on both backends, which the test
+    # above covers; each command is a fresh process, so this keeps the suite's time down.
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project_dir = tmp_path / "proj"
+    project = Project.init(project_dir)
     actor = project.actor()
     first = evaluate_examples(project, actor, [ScriptedVariant("v", lambda q: "nothing")],
                               make_examples(10), dataset_ref="unit@1", resources=[],
