@@ -66,7 +66,7 @@ def render_html(result: Any) -> str:
     comparisons = summary.get("comparisons", [])
     quality_names = {m["name"] for m in summary.get("metrics", [])}
     quality_comps = [c for c in comparisons if c["metric"] in quality_names]
-    latency_comps = [c for c in comparisons if c["metric"] not in quality_names]
+    latency_comps = [c for c in comparisons if c["metric"].endswith("_ms_p95")]
     figures = {
         "quality-vs-latency": charts.quality_vs_latency(summary),
         "latency-distributions": charts.latency_distributions(summary, outputs),

@@ -21,8 +21,19 @@ from tuneloop.evaluate import gates as gates_mod
 from tuneloop.evaluate import latency as latency_mod
 from tuneloop.evaluate.compare import RESAMPLES, compare_pair
 
-# Latency compared per example: the p95 of what each variant's users waited.
-LATENCY_METRICS = (("ttft_ms_p95", "ttft_s", "p95"), ("total_ms_p95", "total_s", "p95"))
+
+def _rate(row: Output) -> float:
+    decode = row.total_s - row.ttft_s
+    return row.completion_tokens / decode if decode > 0 and row.completion_tokens else float("nan")
+
+
+# Speed compared example by example: the p95 of what users waited, and the median decode rate.
+# (name, value of one output, statistic, higher is better)
+LATENCY_METRICS = (
+    ("ttft_ms_p95", lambda r: r.ttft_s * 1000, "p95", False),
+    ("total_ms_p95", lambda r: r.total_s * 1000, "p95", False),
+    ("tokens_per_s", _rate, "p50", True),
+)
 
 
 @dataclass
@@ -126,11 +137,11 @@ def _compare_all(by_variant: dict[str, dict[str, Output]], variants: Sequence[st
                                     slice=slice_name, resamples=resamples, seed=seed))
         if not with_latency:
             continue
-        for name, attr, stat in LATENCY_METRICS:
+        for name, value, stat, higher in LATENCY_METRICS:
             # Failed requests have no meaningful latency: drop them from the pairs.
-            xa = [float("nan") if r.error else getattr(r, attr) * 1000 for r in ra]
-            xb = [float("nan") if r.error else getattr(r, attr) * 1000 for r in rb]
-            out.append(compare_pair(name, a, b, xa, xb, higher_is_better=False, stat=stat,
+            xa = [float("nan") if r.error else value(r) for r in ra]
+            xb = [float("nan") if r.error else value(r) for r in rb]
+            out.append(compare_pair(name, a, b, xa, xb, higher_is_better=higher, stat=stat,
                                     slice=slice_name, resamples=resamples, seed=seed))
     return out
 
