@@ -142,13 +142,21 @@ def _build_ivf(vectors: np.ndarray, seed: int) -> object:
     import faiss
 
     n, dim = vectors.shape
-    nlist = max(16, int(4 * math.sqrt(n)))
+    # About 4·√n lists, but never so many that k-means has under ~39 points per centroid.
+    nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     # k-means on a sample is as good as on everything and much faster.
     rng = np.random.default_rng(seed)
     sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
     ivf.cp.seed = seed
-    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
-    ivf.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    ivf.cp.verbose = False
+    # OpenMP threads cost more than they save on small partitions (and on a busy machine).
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads if n >= 50_000 else 1)
+    try:
+        ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+        ivf.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    finally:
+        faiss.omp_set_num_threads(threads)
     return ivf
