@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from tuneloop.cli import approvals, audit, db, keys
+from tuneloop.cli import data as data_cli
 from tuneloop.cli import eval as eval_cli
 from tuneloop.cli import flywheel as flywheel_cli
 from tuneloop.cli import rag as rag_cli
@@ -53,6 +54,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
+app.add_typer(data_cli.app, name="data")
 app.add_typer(rag_cli.app, name="rag")
 app.add_typer(eval_cli.app, name="eval")
 app.command("serve")(serve_cli.serve)

@@ -28,13 +28,15 @@ class Histogram:
         self.high = tokens if self.high is None else max(self.high, tokens)
 
     def as_dict(self) -> dict[str, Any]:
-        """The histogram as JSON: labelled bins (`"129-192"`) and summary figures."""
+        """The histogram as JSON: labelled bins (`["129-192", 12]`) and summary figures."""
         labels = []
         lower = 0
         for edge in EDGES:
             labels.append(f"{lower}-{edge}")
             lower = edge + 1
         labels.append(f">{EDGES[-1]}")
-        return {"bins": dict(zip(labels, self.bins, strict=True)), "count": self.count,
+        # A list of pairs, not a mapping: the manifest's keys are sorted, the bins must not be.
+        return {"bins": [[label, n] for label, n in zip(labels, self.bins, strict=True)],
+                "count": self.count,
                 "min": self.low, "max": self.high,
                 "mean": round(self.total / self.count, 1) if self.count else None}

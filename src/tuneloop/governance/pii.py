@@ -98,8 +98,8 @@ class SecretRecognizer:
 
 
 _PHONE = re.compile(
-    r"(?<![\w+#/.-])(?P<value>(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,5}"
-    r"(?:[\s.-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?)(?![\w/-]|\.\d)")
+    r"(?<![\w+#/.-])(?P<value>(?:\+\d{1,3}[\s.-]?)?(?:\(0\)\s?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,12}"
+    r"(?:[\s.-]\d{2,8}){0,5}(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?)(?![\w/-]|\.\d)")
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 
 
@@ -284,7 +284,6 @@ def _offline_tld_extractor() -> Any:
 def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | None]]:
     """One recognizer per wanted entity, each with a cheap pre-check that skips hopeless texts."""
     from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
         EmailRecognizer,
         IbanRecognizer,
         IpRecognizer,
@@ -298,7 +297,7 @@ def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | N
     factories: dict[str, tuple[Any, str | None]] = {
         "EMAIL_ADDRESS": (OfflineEmailRecognizer, r"@"),
         "PHONE_NUMBER": (PhoneNumberRecognizer, r"\d(?:[\s().+/-]{0,3}\d){6}"),
-        "CREDIT_CARD": (CreditCardRecognizer, r"\d(?:[\s-]?\d){11}"),
+        "CREDIT_CARD": (_card_recognizer, r"\d(?:[\s-]?\d){11}"),
         "IBAN_CODE": (IbanRecognizer, r"\b[A-Z]{2}\d{2}"),
         "IP_ADDRESS": (IpRecognizer, r"\d\.\d|:[0-9a-fA-F]*:"),
         "US_SSN": (UsSsnRecognizer, r"\d{3}[\s.-]?\d{2}[\s.-]?\d{4}"),
@@ -312,6 +311,16 @@ def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | N
         factory, check = factories[entity]
         out.append((factory(), re.compile(check) if check else None))
     return out
+
+
+def _card_recognizer() -> Any:
+    from presidio_analyzer import Pattern
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    # Presidio's pattern predates Mastercard's 2221-2720 range; add it (Luhn still decides).
+    two_series = Pattern("Mastercard 2-series", r"\b2[2-7]\d{2}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b",
+                         0.3)
+    return CreditCardRecognizer(patterns=[*CreditCardRecognizer.PATTERNS, two_series])
 
 
 class Redactor:

@@ -1,0 +1,171 @@
+"""`tuneloop data`: sources, builds, versions with their lineage, synthetic data and exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuneloop.cli._common import console, state, tier_label
+
+app = typer.Typer(help="Datasets: add sources, build versions, show lineage, synthesise, export.",
+                  no_args_is_help=True)
+
+
+def _progress(label: str) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn(f"{label} [bold]{{task.completed:,.0f}}[/] "
+                                                "records"), TimeElapsedColumn(), console=console,
+                    transient=True)
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="A JSONL, CSV or Parquet file, or a documents folder."),
+    name: str = typer.Option(..., "--name", "-n", help="The source's name."),
+    tier: int = typer.Option(..., "--tier", "-t", help="1 = internal data, 2 = customer data."),
+    kind: str | None = typer.Option(None, help="records or documents (default: by path)."),
+    owner: str = typer.Option("", help="Who is responsible for this data."),
+) -> None:
+    """Register a file or folder as a data source with its privacy tier.
+
+    Example:  tuneloop data add data/tickets.jsonl --name tickets --tier 2 --owner support-ops
+    """
+    from tuneloop.data.sources import add_source
+
+    c = state(ctx)
+    project = c.project()
+    info = add_source(project, c.actor(project), path, name, tier, kind=kind, owner=owner)
+    console.print(f"[green]✓[/] source [bold]{info.name}[/] ({info.kind}, {info.format}, tier "
+                  f"{tier_label(info.tier)}) → {info.path}")
+    if info.tier == 2:
+        console.print("  Tier 2: every use needs an approval, e.g. `tuneloop approvals request "
+                      f"--scope source:{info.name} --use train --purpose \"...\"`")
+
+
+@app.command()
+def sources(ctx: typer.Context) -> None:
+    """List the project's sources and their tiers.
+
+    Example:  tuneloop data sources
+    """
+    from tuneloop.data.sources import list_sources
+
+    project = state(ctx).project()
+    table = Table(title="Sources")
+    for col in ("name", "kind", "format", "tier", "owner", "path"):
+        table.add_column(col, overflow="fold")
+    for s in list_sources(project):
+        table.add_row(s.name, s.kind, s.format, tier_label(s.tier), s.owner, str(s.path))
+    console.print(table)
+
+
+@app.command()
+def build(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A dataset recipe from tuneloop.yaml."),
+    strict: bool = typer.Option(False, help="Fail on the first bad record instead of "
+                                            "setting it aside in rejects.jsonl."),
+) -> None:
+    """Build a dataset version from its recipe: validate, redact, dedup, filter, split.
+
+    Example:  tuneloop data build support --strict
+    """
+    from tuneloop.data.build import build_dataset
+
+    c = state(ctx)
+    project = c.project()
+    actor = c.actor(project)
+    with _progress("reading") as bar:
+        task = bar.add_task("build", total=None)
+        version = build_dataset(project, actor, name, strict=strict,
+                                progress=lambda n: bar.update(task, completed=n))
+    steps = version.manifest["steps"]
+    removed = sum(sum(c.values()) for c in steps["removed"].values())
+    console.print(f"[green]✓[/] built [bold]{version.ref}[/] (tier {tier_label(version.tier)}): "
+                  f"{steps['read']:,} read, {removed:,} removed, "
+                  + ", ".join(f"{version.counts[s]:,} {s}" for s in ("train", "validation",
+                                                                     "test")))
+    console.print(f"  lineage: `tuneloop data show {version.ref}`; rejects: "
+                  f"{version.rejects_path}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, name: str | None = typer.Argument(None)) -> None:
+    """List dataset versions, newest first.
+
+    Example:  tuneloop data list support
+    """
+    from tuneloop.data.versions import list_versions
+
+    project = state(ctx).project()
+    table = Table(title="Dataset versions")
+    for col in ("version", "tier", "train", "validation", "test", "approvals", "created"):
+        table.add_column(col, overflow="fold")
+    for v in list_versions(project, name):
+        table.add_row(v.ref, tier_label(v.tier), *(f"{v.counts.get(s, 0):,}"
+                                                   for s in ("train", "validation", "test")),
+                      ", ".join(f"#{a}" for a in v.approvals) or "-",
+                      v.manifest.get("created_at", "") if v.path.exists() else "")
+    console.print(table)
+
+
+@app.command()
+def show(ctx: typer.Context, ref: str = typer.Argument(..., help="name or name@id")) -> None:
+    """Show a version's lineage: sources, approvals, recipe, step counts, token lengths.
+
+    Example:  tuneloop data show support@3f2a
+    """
+    from tuneloop.cli.data_show import render_version
+    from tuneloop.data.versions import get_version
+
+    project = state(ctx).project()
+    render_version(console, get_version(project, ref))
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name or name@id"),
+    out: Path = typer.Option(..., "--out", "-o", help="A new folder to write."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (OpenAI chat), parquet or hf."),
+) -> None:
+    """Export a version; Tier 2 data needs an approval that allows `export`.
+
+    Example:  tuneloop data export support --format jsonl --out exports/support
+    """
+    from tuneloop.data.export import export_version
+
+    c = state(ctx)
+    project = c.project()
+    folder = export_version(project, c.actor(project), ref, out, fmt)
+    console.print(f"[green]✓[/] exported {ref} as {fmt} to {folder}")
+
+
+@app.command()
+def synth(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--from", help="A documents source (the knowledge base)."),
+    name: str = typer.Option("synth", "--name", help="Name of the records file to create."),
+    per_document: int = typer.Option(2, help="Questions to ask per document."),
+    model: str = typer.Option("base", help="Engine: base, bundled:smollm2-135m, a path or a "
+                                           "registered model."),
+    limit: int | None = typer.Option(None, help="Use at most this many documents."),
+) -> None:
+    """Generate question/answer records from documents with a model, as a new source.
+
+    Example:  tuneloop data synth --from kb --name kb-qa --per-document 2
+    """
+    from tuneloop.data.synth import synthesise
+
+    c = state(ctx)
+    project = c.project()
+    with _progress("generated") as bar:
+        task = bar.add_task("synth", total=None)
+        report = synthesise(project, c.actor(project), source, name=name,
+                            per_document=per_document, model=model, limit=limit,
+                            progress=lambda n: bar.update(task, completed=n))
+    console.print(f"[green]✓[/] {report.kept} records from {report.documents} documents "
+                  f"({report.dropped} dropped) → source [bold]{report.source}[/] at {report.path}")
