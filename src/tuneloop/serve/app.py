@@ -164,10 +164,13 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
     app.state.server = server
     install(app)
 
+    # The body is parsed by hand (so that even invalid requests are logged); declare it here.
+    chat_schema = ChatCompletionRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    chat_defs = chat_schema.pop("$defs", {})
+
     @app.post("/v1/chat/completions", openapi_extra={"requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema(
-            ref_template="#/components/schemas/{model}")}}}})
+        "required": True, "content": {"application/json": {"schema": chat_schema}}}})
     async def chat_completions(request: Request) -> Response:
         """An OpenAI chat completion, streamed as server-sent events when `stream` is true."""
         return await chat.handle(server, request)
@@ -211,6 +214,13 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
     from tuneloop.ui import mount as mount_dashboard  # the web dashboard, at /ui
 
     mount_dashboard(app, project)
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = FastAPI.openapi(app)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(chat_defs)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=project.config.server.max_body_bytes,
                        on_reject=_reject_logger(server))
     return app

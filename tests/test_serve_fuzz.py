@@ -1,0 +1,97 @@
+"""Property-based fuzzing of the API from its own OpenAPI schema (schemathesis + hypothesis).
+
+Whatever the input: no 5xx, every error is an OpenAI error body, and no request can make the
+server open anything but a configured variant (the `model` field is the classic path-traversal
+hole of model servers that accept file paths).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from tests.test_serve_support import echo_loader, live_server, make_keys, make_project
+from tuneloop.serve.app import create_app
+
+VARIANTS = {"base", "candidate", "shadowy"}
+TRAVERSALS = ["../../../../etc/passwd", "/etc/passwd", "..", "./base", "base/../../x",
+              "file:///etc/passwd", "bundled:smollm2-135m", "%2e%2e%2fetc%2fpasswd",
+              "base\x00.gguf", "C:\\Windows\\win.ini", "~/.ssh/id_rsa", "http://127.0.0.1:1/v1"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    mp = pytest.MonkeyPatch()
+    mp.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project = make_project(Path(tmp_path_factory.mktemp("fuzz")) / "proj")
+    keys = make_keys(project)
+    loader = echo_loader(project)
+    asked: list[str] = []
+
+    def recording_loader(name: str) -> Any:
+        asked.append(name)
+        return loader(name)
+
+    app = create_app(project, variant_loader=recording_loader)
+    with live_server(app) as url:
+        yield {"url": url, "keys": keys, "asked": asked, "project": project}
+    project.close()
+    mp.undo()
+
+
+def assert_openai_error(response: Any) -> None:
+    if response.status_code < 400 or "json" not in response.headers.get("content-type", ""):
+        return
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert {"message", "type", "param", "code"} <= set(body["error"]), body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+@pytest.mark.slow
+def test_api_never_5xx_and_errors_are_openai_shaped(fuzz_server: dict[str, Any]) -> None:
+    api = schemathesis.openapi.from_url(fuzz_server["url"] + "/openapi.json")
+    cases = st.one_of(api.as_strategy(GenerationMode.POSITIVE),
+                      api.as_strategy(GenerationMode.NEGATIVE))
+    headers = {"Authorization": f"Bearer {fuzz_server['keys'].internal}"}
+    seen: set[str] = set()
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck),
+              database=None)
+    @given(case=cases)
+    def check(case: Any) -> None:
+        seen.add(f"{case.method} {case.path}")
+        response = case.call(base_url=fuzz_server["url"], headers=headers, timeout=30)
+        assert response.status_code < 500, (case.as_curl_command(), response.text[:300])
+        assert_openai_error(response)
+        assert set(fuzz_server["asked"]) <= VARIANTS
+
+    check()
+    assert "POST /v1/chat/completions" in seen and "POST /v1/feedback" in seen
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(TRAVERSALS) | st.text(min_size=1, max_size=80),
+       public=st.booleans())
+def test_no_model_name_reaches_anything_but_a_configured_variant(
+        fuzz_server: dict[str, Any], model: str, public: bool) -> None:
+    key = fuzz_server["keys"].public if public else fuzz_server["keys"].internal
+    response = httpx.post(fuzz_server["url"] + "/v1/chat/completions",
+                          headers={"authorization": f"Bearer {key}"},
+                          json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code < 500
+    if model not in VARIANTS | {"assistant"} or public:
+        assert response.status_code in (400, 404), response.text
+        assert_openai_error(response)
+        assert "root:x:0:0" not in response.text  # no file content ever comes back
+    assert set(fuzz_server["asked"]) <= VARIANTS
