@@ -15,7 +15,17 @@ import httpx
 import itsdangerous
 import pytest
 
-from tests.ui_helpers import TIER1_TEXT, TIER2_SECRET, Seeded, csrf_of, seed, serving, signed_in
+from tests.ui_helpers import (
+    BAD_ANSWER,
+    TIER1_TEXT,
+    TIER2_CHUNK,
+    TIER2_SECRET,
+    Seeded,
+    csrf_of,
+    seed,
+    serving,
+    signed_in,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -71,7 +81,8 @@ PAGES = ["/ui/overview", "/ui/evaluations", "/ui/requests", "/ui/requests?audien
 def _walk(client: httpx.Client, s: Seeded) -> dict[str, httpx.Response]:
     paths = [*PAGES, f"/ui/evaluations/{s.eval_run}", f"/ui/evaluations/{s.tier2_eval_run}",
              f"/ui/evaluations/{s.tier2_eval_run}/examples/ex-1",
-             f"/ui/requests/{s.tier1_request}", f"/ui/requests/{s.tier2_request}"]
+             f"/ui/requests/{s.tier1_request}", f"/ui/requests/{s.tier2_request}",
+             "/ui/review?status=all", f"/ui/review/{s.review_items['req-tier2']}"]
     return {p: client.get(p) for p in paths}
 
 
@@ -82,12 +93,17 @@ def test_developer_without_approval_never_receives_tier2_text(site) -> None:
     for path, page in pages.items():
         assert page.status_code == 200, path
         assert "TL-CUSTOMER-7731" not in page.text, f"Tier 2 text leaked on {path}"
+        assert "refund went to the wrong account" not in page.text, f"Tier 2 chunk on {path}"
         assert "question 1 about tickets" not in page.text, f"Tier 2 example leaked on {path}"
     detail = pages[f"/ui/requests/{s.tier2_request}"].text
     assert "Tier 2 request is hidden" in detail and "dan may not use logs" in detail
     assert "approvals?scope=logs%3Abase&amp;use=view" in detail
-    # Metadata stays visible: it is the text that is withheld.
-    assert "kb-12, kb-40" in detail and "pub (public)" in detail
+    # Metadata stays visible, and the Tier 1 chunk: it is the Tier 2 text that is withheld.
+    assert "pub (public)" in detail and "<code>kb-40</code>" in detail
+    assert "Deploy tokens rotate weekly." in detail
+    assert "may not use source &#39;tickets&#39; (tier 2)" in detail
+    item = pages[f"/ui/review/{s.review_items['req-tier2']}"].text
+    assert "This Tier 2 item is hidden" in item and "logs%3Abase" in item
     examples = pages[f"/ui/evaluations/{s.tier2_eval_run}/examples/ex-1"].text
     assert "Tier 2 example hidden" in examples and "answer 1 by base" not in examples
 
@@ -103,6 +119,7 @@ def test_privacy_officer_sees_tier2_text_with_pii_redacted(site) -> None:
     assert "ana.silva@example.org" not in page.text
     assert "&lt;EMAIL_ADDRESS_1&gt;" in page.text
     assert "answer 1 by base" in examples.text
+    assert TIER2_CHUNK.replace("'", "&#39;") in page.text
 
 
 def test_tier1_request_shows_its_redacted_conversation_to_developers(site) -> None:
@@ -123,12 +140,14 @@ def test_request_log_filters_narrow_the_list(site) -> None:
             text = dan.get("/ui/requests" + query).text
             return {i for i in ("req-tier1", "req-tier2", "req-failed") if f">{i}<" in text}
 
-        assert ids("") == {"req-tier1", "req-tier2", "req-failed"}
+
+        assert ids("") == {"req-tier1", "req-tier2", "req-failed"}  # (and req-bad)
         assert ids("?status=error") == {"req-failed"}
         assert ids("?status=429") == {"req-failed"}
         assert ids("?audience=public") == {"req-tier2"}
         assert ids("?rating=5") == {"req-tier1"}
         assert ids("?rating=low") == {"req-tier2"}
+        assert ids("?rating=-1") == {"req-tier2"}
         assert ids("?rating=unrated") == {"req-failed"}
         assert ids("?variant=base&since=1h&status=ok") == {"req-tier1", "req-tier2"}
         assert ids("?variant=nope") == set()
@@ -337,3 +356,27 @@ def test_revoked_key_and_expired_session_end_the_session(fresh) -> None:
         answer = old.get("/ui/audit", headers={"cookie": f"tuneloop_ui={cookie}"})
         assert answer.status_code == 303
         assert "session expired" in old.get(answer.headers["location"]).text
+
+
+def test_review_queue_decisions_go_through_the_flywheel(fresh) -> None:
+    s, base = fresh
+    bad, tier2 = s.review_items["req-bad"], s.review_items["req-tier2"]
+    with signed_in(base, s.keys["dan"]) as dan:
+        queue = dan.get("/ui/review").text
+        assert f">#{bad}<" in queue and f">#{tier2}<" in queue
+        item = dan.get(f"/ui/review/{bad}").text
+        assert BAD_ANSWER in item and "My VPN drops every hour" in item
+        token = csrf_of(item)
+        assert dan.post(f"/ui/review/{bad}/edit", data={"answer": "x"}).status_code == 403
+        edited = dan.post(f"/ui/review/{bad}/edit", data={
+            "csrf_token": token, "answer": "Update the VPN client; mail ops@example.com",
+            "note": "known issue"})
+        page = dan.get(edited.headers["location"]).text
+        assert f"Review item #{bad}: edited." in page
+        assert "&lt;EMAIL_ADDRESS_1&gt;" in page and "ops@example.com" not in page
+        # Deciding on a Tier 2 item needs the same view approval as reading it.
+        refused = dan.post(f"/ui/review/{tier2}/accept", data={"csrf_token": token})
+        assert "may not use logs" in dan.get(refused.headers["location"]).text
+        assert ">edited<" in dan.get("/ui/review?status=edited").text
+        assert f">#{bad}<" not in dan.get("/ui/review").text  # no longer open
+        assert dan.get("/ui/review?status=bogus").status_code == 400

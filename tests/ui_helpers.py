@@ -17,6 +17,8 @@ import httpx
 #: text only the Tier 2 request holds; it must never reach a developer without approval
 TIER2_SECRET = "parcel TL-CUSTOMER-7731 from the Lisbon warehouse"
 TIER1_TEXT = "How do I rotate the staging deploy token"
+TIER2_CHUNK = "Ticket 99: the customer's refund went to the wrong account"
+BAD_ANSWER = "Restart the laptop and hope."
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -31,6 +33,7 @@ class Seeded:
     eval_run: int
     tier2_eval_run: int
     pending_approval: int
+    review_items: dict[str, int]
 
 
 def _eval_run(project, *, dataset: str, tier: int, variants: list[str]) -> int:
@@ -101,14 +104,20 @@ def seed(root: Path) -> Seeded:
     failed = requestlog.Entry(id="req-failed", model="assistant", principal="dan",
                               audience="internal", variant="base", status=429,
                               error="rate limited")
-    for entry in (tier1, tier2, failed):
+    bad = requestlog.Entry(id="req-bad", model="assistant", principal="dan", audience="internal",
+                           variant="base", output=BAD_ANSWER, finish_reason="stop",
+                           messages=[{"role": "user", "content": "My VPN drops every hour"}])
+    for entry in (tier1, tier2, failed, bad):
         requestlog.write(store, entities, entry)
+    _chunks(store)
     pub = principals.authenticate(store, keys["pub"])
     dan = principals.authenticate(store, keys["dan"])
     feedback.add(store, entities, pub, FeedbackRequest(
         request_id="req-tier2", rating=-1, comment=f"wrong, my {TIER2_SECRET} is lost",
         corrected_answer=f"Your {TIER2_SECRET} was returned to sender."))
     feedback.add(store, entities, dan, FeedbackRequest(request_id="req-tier1", rating=5))
+    feedback.add(store, entities, dan, FeedbackRequest(request_id="req-bad", rating=-1))
+    items = _enqueue(store, ["req-bad", "req-tier2"])
     rollout.set_stage(project, admin, project.config.server.app_alias, "base", "internal",
                       reason="first internal stage")
     run_id = _eval_run(project, dataset="support@v1", tier=1, variants=["base", "base-rag"])
@@ -116,7 +125,40 @@ def seed(root: Path) -> Seeded:
     pending = approvals.request(store, dan, scope=["logs:base"], uses=["view"],
                                 purpose="debug the wrong shipping answers")
     project.close()
-    return Seeded(root, keys, "req-tier1", "req-tier2", run_id, tier2_run, pending)
+    return Seeded(root, keys, "req-tier1", "req-tier2", run_id, tier2_run, pending, items)
+
+
+def _chunks(store) -> None:
+    """Two indexed chunks the Tier 2 request retrieved: one Tier 1, one Tier 2."""
+    from tuneloop.store.rag import RagChunk, RagDocument
+
+    with store.session() as session:
+        for cid, source, tier, text in (("kb-12", "handbook", 1, "Deploy tokens rotate weekly."),
+                                        ("kb-40", "tickets", 2, TIER2_CHUNK)):
+            doc = RagDocument(doc_id=f"{source}:{cid}.md", source=source, path=f"{cid}.md",
+                              tier=tier, content_hash="0" * 64, n_chunks=1)
+            session.add(doc)
+            session.flush()
+            session.add(RagChunk(document_id=doc.id, chunk_id=cid, ordinal=0, source=source,
+                                 tier=tier, heading=f"{source} notes", text=text, n_tokens=9,
+                                 content_hash="0" * 64, embedding=b""))
+
+
+def _enqueue(store, request_ids: list[str]) -> dict[str, int]:
+    """Put rated-down requests in the flywheel's review queue, as `tuneloop enrich` does."""
+    from sqlalchemy import select
+
+    from tuneloop.flywheel.review import enqueue
+    from tuneloop.store.flywheel import ReviewItem
+    from tuneloop.store.serving import Feedback, RequestLog
+
+    with store.session() as session:
+        for rid in request_ids:
+            log = session.get(RequestLog, rid)
+            fb = session.scalars(select(Feedback).where(Feedback.request_id == rid)).first()
+            enqueue(session, log, fb, "rated down without a correction")
+        session.flush()
+        return {i.request_id: i.id for i in session.scalars(select(ReviewItem))}
 
 
 @contextmanager

@@ -16,14 +16,15 @@ from sqlalchemy import Select, exists, select
 
 from tuneloop.errors import NotFound, TuneloopError
 from tuneloop.governance.approvals import parse_duration
-from tuneloop.governance.tiers import AUDIENCES, Actor
+from tuneloop.governance.tiers import AUDIENCES, Actor, Resource
 from tuneloop.store import Store, utcnow
+from tuneloop.store.rag import RagChunk
 from tuneloop.store.serving import Feedback, RequestLog
 from tuneloop.ui.visibility import log_resource, may_view
 
 PAGE_SIZE = 100
 EXCERPT = 120
-#: ratings at or below this (thumbs down is -1) put a request in the review queue
+#: the "low" rating filter: ratings at or below this (thumbs down is -1)
 LOW_RATING = 0
 RATING_WORDS = ("rated", "unrated", "low")
 
@@ -142,12 +143,49 @@ def variant_names(store: Store) -> list[str]:
 
 
 @dataclass
+class Chunk:
+    """A retrieved knowledge-base chunk; `text` is None when `withheld` says why."""
+
+    chunk_id: str
+    source: str = ""
+    tier: int | None = None
+    heading: str = ""
+    text: str | None = None
+    withheld: str | None = None
+
+
+@dataclass
 class RequestRecord:
     """A request's full record; the text fields are empty when `withheld` says why."""
 
     row: RequestLog
     feedback: list[Feedback] = field(default_factory=list)
     withheld: str | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+
+
+def _chunks(store: Store, actor: Actor, ids: list[str], request_id: str) -> list[Chunk]:
+    """The retrieved chunks; a Tier 2 source's text only under the gate's `view`."""
+    with store.session(write=False) as session:
+        rows = {c.chunk_id: c for c in session.scalars(
+            select(RagChunk).where(RagChunk.chunk_id.in_(ids)))} if ids else {}
+    refusals: dict[str, str | None] = {}
+    out = []
+    for cid in ids:
+        row = rows.get(cid)
+        if row is None:
+            out.append(Chunk(cid, withheld="no longer in the index"))
+            continue
+        reason = None
+        if row.tier >= 2:
+            if row.source not in refusals:
+                refusals[row.source] = may_view(
+                    store, actor, Resource("source", row.source, row.tier),
+                    purpose=f"dashboard: chunks retrieved for request {request_id}")
+            reason = refusals[row.source]
+        out.append(Chunk(cid, row.source, row.tier, row.heading,
+                         None if reason else row.text, reason))
+    return out
 
 
 def get_request(store: Store, actor: Actor, request_id: str) -> RequestRecord:
@@ -171,29 +209,5 @@ def get_request(store: Store, actor: Actor, request_id: str) -> RequestRecord:
         for fb in feedback:
             fb.comment = ""
             fb.corrected = None
-    return RequestRecord(row, feedback, withheld)
-
-
-@dataclass
-class ReviewItem:
-    """A request whose feedback asks for a look: a correction or a low rating."""
-
-    request_id: str
-    created_at: dt.datetime
-    variant: str | None
-    tier: int
-    rating: int | None
-    has_correction: bool
-    by: str
-
-
-def review_queue(store: Store, actor: Actor, limit: int = PAGE_SIZE) -> list[ReviewItem]:
-    """Feedback that needs a reviewer, newest first (text stays on the request's own page)."""
-    with store.session(write=False) as session:
-        query = (select(Feedback, RequestLog).join(RequestLog, RequestLog.id == Feedback.request_id)
-                 .where((Feedback.corrected.is_not(None)) | (Feedback.rating <= LOW_RATING))
-                 .order_by(Feedback.created_at.desc()).limit(limit))
-        query = _scope(query, actor)
-        return [ReviewItem(log.id, fb.created_at, log.variant, log.tier, fb.rating,
-                           fb.corrected is not None, fb.principal)
-                for fb, log in session.execute(query).tuples()]
+    chunks = _chunks(store, actor, [str(c) for c in row.chunk_ids or []], row.id)
+    return RequestRecord(row, feedback, withheld, chunks)

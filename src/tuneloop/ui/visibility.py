@@ -23,5 +23,7 @@ def may_view(store: Store, actor: Actor, resource: Resource, *, purpose: str) ->
 
 
 def log_resource(variant: str | None, tier: int) -> Resource:
-    """A logged request as a governed resource: approvals name it `logs:VARIANT`."""
-    return Resource("logs", variant or "unrouted", tier)
+    """A logged request as a governed resource (`logs:VARIANT`), as the flywheel names it."""
+    from tuneloop.flywheel.review import logs_resource
+
+    return logs_resource(variant, tier)
