@@ -95,7 +95,7 @@ class Server:
                                  entry.prompt_tokens, entry.completion_tokens, error_type)
 
     def shadow(self, route: Route, messages: list[dict[str, Any]], actor: Actor,
-               params: GenerationParams, request_id: str) -> None:
+               params: GenerationParams, request_id: str, subject: str | None = None) -> None:
         """Send a copy of the request to each shadow variant; answers are logged, never returned.
 
         Shadows run one at a time in the background, and are skipped when too many wait, so they
@@ -109,13 +109,14 @@ class Server:
                     return
                 self._shadow_pending += 1
             self._shadows.submit(self._run_shadow, name, messages, actor, params, request_id,
-                                 route.alias or "")
+                                 route.alias or "", subject)
 
     def _run_shadow(self, name: str, messages: list[dict[str, Any]], actor: Actor,
-                    params: GenerationParams, request_id: str, alias: str) -> None:
+                    params: GenerationParams, request_id: str, alias: str,
+                    subject: str | None) -> None:
         entry = requestlog.Entry(id=chat.new_request_id(), model=alias, principal=actor.name,
                                  audience=actor.audience, variant=name, shadow_of=request_id,
-                                 messages=messages)
+                                 subject=subject, messages=messages)
         started = time.perf_counter()
         try:
             variant = self.variant(name)
@@ -143,8 +144,13 @@ def _reject_logger(server: Server) -> Callable[[dict[str, Any], int, str], None]
 
 
 def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
-               auth_ttl_s: float = DEFAULT_TTL_S) -> FastAPI:
-    """The serving app for `project`. `variant_loader(name)` overrides how variants are built."""
+               auth_ttl_s: float = DEFAULT_TTL_S, dashboard: bool = True,
+               retention: bool = True) -> FastAPI:
+    """The serving app for `project`. `variant_loader(name)` overrides how variants are built.
+
+    With `dashboard` the web UI is mounted at `/ui`; with `retention` expired request logs are
+    purged periodically in the background (harmless when several replicas do it).
+    """
     server = Server(project, variant_loader=variant_loader, auth_ttl_s=auth_ttl_s)
     errors = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 429, 503)}
 
@@ -221,6 +227,10 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
+    if dashboard:
+        from tuneloop.ui import mount
+
+        mount(app, project)
     app.add_middleware(BodyLimit, max_bytes=project.config.server.max_body_bytes,
                        on_reject=_reject_logger(server))
     return app

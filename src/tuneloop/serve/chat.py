@@ -115,7 +115,7 @@ async def handle(server: Server, request: Request) -> Response:
             raise ApiError(400, f"the prompt is {prompt_tokens} tokens, over this server's limit "
                                 f"of {server.config.max_input_tokens}",
                            code="context_length_exceeded", param="messages")
-        server.shadow(route, entry.messages, actor, params, rid)
+        server.shadow(route, entry.messages, actor, params, rid, entry.subject)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             slot_held = False  # the stream releases it when it ends
