@@ -183,3 +183,31 @@ def test_hits_carry_scores_from_both_retrievers(kb):
     assert top.ranks == {"bm25": 1, "vector": 1}
     assert top.scores["bm25"] > 0 and 0 < top.scores["vector"] <= 1
     assert top.score == pytest.approx(2 / 61)
+
+
+@pytest.mark.slow
+def test_cli_indexes_and_queries_as_a_public_principal(tmp_path, monkeypatch):
+    from tests.conftest import run_cli
+    from tuneloop.governance.principals import create_key
+
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    root = tmp_path / "proj"
+    project = Project.init(root)
+    (root / "tuneloop.yaml").write_text(CONFIG.replace("[handbook, tickets]", "[handbook]"))
+    write(root / "handbook", HANDBOOK)
+    write(root / "tickets", TICKETS)
+    project = Project.open(root)
+    dev_key = create_key(project.store, project.actor(), "dan").secret
+    create_key(project.store, project.actor(), "pub", audience="public")
+    project.close()
+
+    done = run_cli("rag", "index", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "3 added" in done.stdout and "3 in the index" in done.stdout
+    shown = run_cli("rag", "query", "inotify watch limit", "--as", "pub", "-k", "2", cwd=root)
+    assert shown.returncode == 0, shown.stderr
+    assert "for pub (audience public)" in shown.stdout
+    assert "handbook:linux.md#0" in shown.stdout and "tickets:" not in shown.stdout
+    refused = run_cli("rag", "query", "inotify", "--as", "pub", cwd=root,
+                      env={"TUNELOOP_API_KEY": dev_key})
+    assert refused.returncode == 1 and "only an admin" in refused.stderr

@@ -20,7 +20,7 @@ import numpy as np
 from tuneloop.rag.bm25 import top_k
 
 EXACT_MAX = 20_000
-DEFAULT_NPROBE = 48
+DEFAULT_NPROBE = 32
 
 
 @dataclass
@@ -142,13 +142,15 @@ def _build_ivf(vectors: np.ndarray, seed: int) -> object:
     import faiss
 
     n, dim = vectors.shape
-    # About 4·√n lists, but never so many that k-means has under ~39 points per centroid.
-    nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+    # About 2·√n lists, but never so many that k-means has under ~39 points per centroid: fewer,
+    # larger lists keep recall high at a small scanned fraction, and train fast.
+    nlist = max(1, min(int(2 * math.sqrt(n)), n // 39))
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    # k-means on a sample is as good as on everything and much faster.
+    # k-means on a sample (32 points per list, 10 rounds) is nearly as good and much faster.
     rng = np.random.default_rng(seed)
-    sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+    sample = vectors[rng.choice(n, size=min(n, nlist * 32), replace=False)]
+    ivf.cp.niter = 10
     ivf.cp.seed = seed
     ivf.cp.verbose = False
     # OpenMP threads cost more than they save on small partitions (and on a busy machine).
