@@ -67,6 +67,20 @@ def test_streaming_sends_the_same_answer_and_usage_last(served: dict[str, Any]) 
     assert rows[0].output.strip() == "echo(candidate): one two three"
 
 
+def test_a_failing_stream_ends_with_an_error_event_not_a_silent_200(
+        served: dict[str, Any]) -> None:
+    api = client(served, served["keys"].internal)
+    stream = api.chat.completions.create(
+        model="base", stream=True, messages=[{"role": "user", "content": "FAIL now"}])
+    received = []
+    with pytest.raises(openai.APIError, match="failed mid-stream"):
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received).strip() == "echo(base): FAIL"
+    row = requestlog.recent(served["project"].store)[0]
+    assert row.status == 502 and row.finish_reason == "error" and "mid-stream" in row.error
+
+
 def test_sdk_errors_are_openai_shaped_with_the_right_status(served: dict[str, Any]) -> None:
     keys = served["keys"]
     with pytest.raises(openai.AuthenticationError) as bad_key:

@@ -20,6 +20,7 @@ import uvicorn
 
 from tuneloop import Project
 from tuneloop.engines.base import Completion, Delta, Engine, GenerationParams, Message
+from tuneloop.errors import EngineError
 from tuneloop.governance import principals
 
 CONFIG = """\
@@ -48,8 +49,9 @@ server:
 class EchoEngine(Engine):
     """Test stand-in: answers `echo(<variant>): <last user message>` word by word, instantly.
 
-    Used only by the load, crash and replica tests, where what matters is the server (routing,
-    limits, logging under concurrency), and `delay_s` lets a test hold requests in flight.
+    Used where what matters is the server (routing, limits, logging under concurrency, crashes),
+    not what a model says; `delay_s` lets a test hold requests in flight, and a message
+    starting with FAIL makes a stream fail after two words, as an engine error would.
     """
 
     kind = "echo"
@@ -82,6 +84,8 @@ class EchoEngine(Engine):
         sent = 0
         try:
             for word in words:
+                if sent == 2 and "FAIL" in words[1]:
+                    raise EngineError(f"engine {self.label} failed mid-stream (test trigger)")
                 time.sleep(self.delay_s)
                 sent += 1
                 yield Delta(word)
