@@ -47,6 +47,7 @@ class HybridIndex:
         self.bm25 = bm25
         self.vectors = vectors
         self._masks: dict[frozenset[str], np.ndarray] = {}
+        self._source_tiers: dict[str, int] | None = None
 
     @classmethod
     def build(cls, pks: Sequence[int], sources: Sequence[str], tiers: Sequence[int],
@@ -73,11 +74,12 @@ class HybridIndex:
 
     def source_tiers(self) -> dict[str, int]:
         """Each source's tier, as recorded on its chunks (the highest if they disagree)."""
-        out: dict[str, int] = {}
-        for idx, name in enumerate(self.source_names):
-            tiers = self.tiers[self.source_of == idx]
-            out[name] = int(tiers.max()) if len(tiers) else 1
-        return out
+        if self._source_tiers is None:
+            highest = np.zeros(len(self.source_names), dtype=np.int8)
+            np.maximum.at(highest, self.source_of, self.tiers)
+            self._source_tiers = {name: max(1, int(highest[i]))
+                                  for i, name in enumerate(self.source_names)}
+        return dict(self._source_tiers)
 
     def mask(self, visible: frozenset[str]) -> np.ndarray:
         """True for rows whose source is visible (cached: principals share a few distinct sets)."""

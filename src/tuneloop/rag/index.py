@@ -50,6 +50,13 @@ class IndexReport:
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed or self.retagged)
 
+    def __str__(self) -> str:
+        return (f"indexed {', '.join(self.sources)}: {len(self.added)} added, "
+                f"{len(self.updated)} updated, {len(self.removed)} removed, "
+                f"{len(self.retagged)} re-tagged, {self.unchanged} unchanged; "
+                f"{self.chunks_embedded} chunks embedded, {self.chunks_total} in the index "
+                f"({self.seconds:.1f} s)")
+
 
 @dataclass
 class _Pending:

@@ -52,7 +52,8 @@ def current(store: Store, state_dir: Path) -> HybridIndex | None:
 
 
 def build_files(store: Store, state_dir: Path) -> HybridIndex | None:
-    """Build (or reuse) the files of the current generation and drop older generations."""
+    """Build (or reuse) the files of the current generation and drop older generations; the
+    same as `current`, named for callers that want the files ready before the first search."""
     return current(store, state_dir)
 
 

@@ -152,7 +152,7 @@ def _build_ivf(vectors: np.ndarray, seed: int) -> object:
     sample = vectors[rng.choice(n, size=min(n, nlist * 32), replace=False)]
     ivf.cp.niter = 10
     ivf.cp.seed = seed
-    ivf.cp.verbose = False
+    ivf.cp.min_points_per_centroid = 16
     # OpenMP threads cost more than they save on small partitions (and on a busy machine).
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads if n >= 50_000 else 1)
