@@ -38,12 +38,7 @@ def index(
             bar.update(tasks[stage], completed=done, total=total)
 
         report = index_knowledge_base(project, actor, progress, sources=kb or None)
-    console.print(
-        f"[green]✓[/] indexed {', '.join(report.sources)}: {len(report.added)} added, "
-        f"{len(report.updated)} updated, {len(report.removed)} removed, "
-        f"{len(report.retagged)} re-tagged, {report.unchanged} unchanged; "
-        f"{report.chunks_embedded} chunks embedded, {report.chunks_total} in the index "
-        f"({report.seconds:.1f} s)")
+    console.print(f"[green]✓[/] {report}", highlight=False)
 
 
 @app.command()
