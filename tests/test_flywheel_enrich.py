@@ -148,8 +148,7 @@ def test_tier2_logs_cannot_be_enriched_without_a_train_approval(project: Project
 def test_enrich_and_review_commands_work_from_the_terminal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The commands are thin over the functions tested above, so SQLite alone is enough here.
-    project = open_project(tmp_path / "cli", f"sqlite:///{tmp_path / 'cli.db'}", monkeypatch)
-    monkeypatch.setenv("TUNELOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    project = open_project(tmp_path / "cli", "sqlite", monkeypatch)
     ivy = person(project, "ivy")
     rate(project, ivy, log_request(project, "How do I add a device?", "Sign in on it."),
          rating=1)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ class DatasetRewrite:
     new: str
     removed: int
     record_ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # what the removed records said
 
 
 def rewrite_datasets(project: Project, subject: Subject, erasure_id: int,
@@ -44,7 +45,7 @@ def rewrite_datasets(project: Project, subject: Subject, erasure_id: int,
     for version in list_versions(project):
         if not (version.path / MANIFEST).is_file():
             continue  # already purged by an earlier erasure
-        kept, removed_ids = _filtered(version.path, subject)
+        kept, removed_ids, texts = _filtered(version.path, subject)
         if not removed_ids and not _mentions_outside_records(version.path, subject):
             continue
         manifest = json.loads((version.path / MANIFEST).read_text(encoding="utf-8"))
@@ -72,13 +73,15 @@ def rewrite_datasets(project: Project, subject: Subject, erasure_id: int,
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(version.path)
-        out.append(DatasetRewrite(version.ref, new.ref, len(removed_ids), removed_ids))
+        out.append(DatasetRewrite(version.ref, new.ref, len(removed_ids), removed_ids, texts))
     return out
 
 
-def _filtered(folder: Path, subject: Subject) -> tuple[dict[str, list[str]], list[str]]:
+def _filtered(folder: Path, subject: Subject
+              ) -> tuple[dict[str, list[str]], list[str], list[str]]:
     kept: dict[str, list[str]] = {}
     removed: list[str] = []
+    texts: list[str] = []
     for path in sorted(folder.glob("*.jsonl")):
         lines = []
         with path.open(encoding="utf-8") as handle:
@@ -89,14 +92,25 @@ def _filtered(folder: Path, subject: Subject) -> tuple[dict[str, list[str]], lis
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     record = {"text": line}
-                if isinstance(record, dict) and subject.in_record(record):
-                    removed.append(str(record.get("id", "")))
-                elif subject.matches(line):
+                mine = isinstance(record, dict) and subject.in_record(record)
+                if mine or subject.matches(line):
                     removed.append(str(record.get("id", "")) if isinstance(record, dict) else "")
+                    texts.extend(_texts(record))
                 else:
                     lines.append(line if line.endswith("\n") else line + "\n")
         kept[path.name] = lines
-    return kept, removed
+    return kept, removed, texts
+
+
+def _texts(record: Any) -> list[str]:
+    """What the subject wrote in a record (user messages), for `Subject.with_fragments`.
+
+    Answers are left out: they are often generic and shared with other people's records.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
+        return []
+    return [str(m.get("content") or "") for m in record["messages"]
+            if isinstance(m, dict) and m.get("role") == "user"]
 
 
 def _mentions_outside_records(folder: Path, subject: Subject) -> bool:
@@ -115,24 +129,28 @@ def _scrub(value: Any, subject: Subject) -> Any:
     return value
 
 
-def sweep(project: Project, subject: Subject, skip: set[Path] | None = None) -> list[Path]:
-    """Delete every file under `.tuneloop/` (but the database) that mentions the subject."""
+def sweep(project: Project, subject: Subject) -> list[Path]:
+    """Delete every derived file under `.tuneloop/` that mentions the subject.
+
+    The database is purged, not deleted; dataset versions were rewritten record by record (and
+    are checked by name only, since a sentence of the subject's may be in someone else's record).
+    """
     removed = []
-    skip = skip or set()
-    for path in sorted(project.state_dir.rglob("*")):
-        if not path.is_file() or path.is_symlink() or path in skip:
+    for path in scan(project, subject):
+        if path.name.endswith(DATABASE_SUFFIXES) or path.is_relative_to(datasets_dir(project)):
             continue
-        if path.name.endswith(DATABASE_SUFFIXES):
-            continue
-        if subject.mentions(path):
-            path.unlink()
-            removed.append(path)
+        path.unlink()
+        removed.append(path)
     return removed
 
 
-def scan(root: Path, subject: Subject) -> list[Path]:
-    """Every file under `root` whose bytes mention the subject (what a verifier runs)."""
-    return [p for p in sorted(root.rglob("*")) if p.is_file() and subject.mentions(p)]
+def scan(project: Project, subject: Subject) -> list[Path]:
+    """Every file under `.tuneloop/` that mentions the subject (what a verifier runs)."""
+    by_name = replace(subject, fragments=())
+    data = datasets_dir(project)
+    return [p for p in sorted(project.state_dir.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+            and (by_name if p.is_relative_to(data) else subject).mentions(p)]
 
 
 def sources_mentioning(project: Project, subject: Subject) -> list[str]:

@@ -73,11 +73,15 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
         report = ErasureReport(id=receipt.id, subject_hash=subject.hash)
     report.datasets = erase_files.rewrite_datasets(project, subject, report.id, actor.name)
     report.counts["dataset_records"] = sum(d.removed for d in report.datasets)
+    erased_texts = [t for d in report.datasets for t in d.texts]
     with project.store.session() as session:
-        report.counts.update(_erase_logs(session, subject))
+        counts, texts = _erase_logs(session, subject)
+        report.counts.update(counts)
+        erased_texts += texts
         record_ids = {rid for d in report.datasets for rid in d.record_ids if rid}
         report.counts["eval_outputs"] = _erase_eval_outputs(session, subject, record_ids)
-        report.counts["chunks"] = _erase_chunks(session, subject)
+        report.counts["chunks"], texts = _erase_chunks(session, subject)
+        erased_texts += texts
     report.models, report.variants = _derived(project, {d.old for d in report.datasets})
     with project.store.session() as session:
         for kind, names in (("model", report.models), ("variant", report.variants)):
@@ -95,14 +99,16 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
                                       "variants": report.variants})
     if report.counts["chunks"]:
         _rebuild_index(project)
-    report.files_removed = erase_files.sweep(project, subject)
+    # Derived files are also looked for by what the erased records said, not only by name.
+    known = subject.with_fragments(erased_texts)
+    report.files_removed = erase_files.sweep(project, known)
     report.sources = erase_files.sources_mentioning(project, subject)
     report.purge = purge(project.store, TOUCHED_TABLES)
-    report.residue = erase_files.scan(project.state_dir, subject)
+    report.residue = erase_files.scan(project, known)
     return report
 
 
-def _erase_logs(session: Session, subject: Subject) -> dict[str, int]:
+def _erase_logs(session: Session, subject: Subject) -> tuple[dict[str, int], list[str]]:
     ids = set(session.execute(select(RequestLog.id).where(
         or_(RequestLog.subject == subject.hash, RequestLog.principal == subject.id))).scalars())
     # Free text: the subject may be named in anyone's request (a colleague asking about them).
@@ -123,6 +129,13 @@ def _erase_logs(session: Session, subject: Subject) -> dict[str, int]:
                                              ReviewItem.id) if subject.matches(answer)]
     counts = {"request_logs": 0, "feedback": 0, "review_items": 0}
     ordered = sorted(ids)
+    texts: list[str] = []
+    for start in range(0, len(ordered), BATCH):
+        for (prompt,) in session.execute(select(RequestLog.prompt).where(
+                RequestLog.id.in_(ordered[start:start + BATCH]))):
+            # What the subject wrote; answers are often generic and shared with others.
+            texts += [str(m.get("content") or "") for m in prompt or []
+                      if m.get("role") == "user"]
     for start in range(0, len(ordered), BATCH):
         done = delete_logs(session, ordered[start:start + BATCH])
         for key in ("feedback", "review_items"):
@@ -135,7 +148,7 @@ def _erase_logs(session: Session, subject: Subject) -> dict[str, int]:
         session.execute(delete(ReviewDecision).where(ReviewDecision.item_id.in_(items)))
         counts["review_items"] += session.execute(
             delete(ReviewItem).where(ReviewItem.id.in_(items))).rowcount or 0
-    return counts
+    return counts, texts
 
 
 def _erase_eval_outputs(session: Session, subject: Subject, record_ids: set[str]) -> int:
@@ -148,16 +161,16 @@ def _erase_eval_outputs(session: Session, subject: Subject, record_ids: set[str]
     return len(doomed)
 
 
-def _erase_chunks(session: Session, subject: Subject) -> int:
-    doomed: list[tuple[int, int]] = [(cid, doc) for cid, doc, text, heading in _batches(
+def _erase_chunks(session: Session, subject: Subject) -> tuple[int, list[str]]:
+    doomed: list[tuple[int, int, str]] = [(cid, doc, text) for cid, doc, text, heading in _batches(
         session, select(RagChunk.id, RagChunk.document_id, RagChunk.text, RagChunk.heading),
         RagChunk.id) if subject.matches(text, heading)]
     if not doomed:
-        return 0
-    ids = [cid for cid, _ in doomed]
+        return 0, []
+    ids = [cid for cid, _, _ in doomed]
     for start in range(0, len(ids), BATCH):
         session.execute(delete(RagChunk).where(RagChunk.id.in_(ids[start:start + BATCH])))
-    for doc in {d for _, d in doomed}:
+    for doc in {d for _, d, _ in doomed}:
         left = session.scalar(select(func.count()).select_from(RagChunk)
                               .where(RagChunk.document_id == doc)) or 0
         session.execute(update(RagDocument).where(RagDocument.id == doc).values(n_chunks=left))
@@ -166,7 +179,7 @@ def _erase_chunks(session: Session, subject: Subject) -> int:
         # A new generation makes every replica drop its in-memory index and rebuild from the store.
         state.generation += 1
         state.updated_at = utcnow()
-    return len(ids)
+    return len(ids), [t for _, _, t in doomed]
 
 
 def _rebuild_index(project: Project) -> None:

@@ -8,8 +8,10 @@ mentions any identifying string (case-insensitive), `mentions` scans raw bytes o
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,11 @@ from tuneloop.data.records import subject_hash
 from tuneloop.errors import TuneloopError
 
 MIN_TERM = 4
+# A fragment of erased text distinctive enough to look for in derived files (reports, caches).
+MIN_FRAGMENT_WORDS = 5
+MIN_FRAGMENT_CHARS = 24
+_PLACEHOLDER = re.compile(r"<[A-Z_]+_\d+>|<[A-Z_]+>")
+_SENTENCE = re.compile(r"[.!?\n;:()\[\]\"]+")
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Subject:
 
     id: str
     terms: tuple[str, ...]
+    fragments: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, subject_id: str, also: list[str] | tuple[str, ...] = ()) -> Subject:
@@ -42,6 +50,20 @@ class Subject:
                                     f"(at least {MIN_TERM} characters)")
             terms.append(folded)
         return cls(subject_id, tuple(dict.fromkeys(terms)))
+
+    def with_fragments(self, texts: Iterable[str]) -> Subject:
+        """This subject, also recognised in files by sentences of their erased records.
+
+        A ticket's text names nobody once redacted, yet a report quoting it is still theirs;
+        the sentences of what was erased (placeholders cut out) find such copies.
+        """
+        found = dict.fromkeys(self.fragments)
+        for text in texts:
+            for piece in _SENTENCE.split(_PLACEHOLDER.sub("\n", text or "")):
+                folded = _fold(piece)
+                if len(folded) >= MIN_FRAGMENT_CHARS and len(folded.split()) >= MIN_FRAGMENT_WORDS:
+                    found[folded] = None
+        return replace(self, fragments=tuple(found))
 
     @property
     def hash(self) -> str:
@@ -66,7 +88,8 @@ class Subject:
 
     def mentions(self, path: Path, chunk: int = 1 << 20) -> bool:
         """Whether a file's bytes contain an identifying string (UTF-8, as typed or lower-case)."""
-        needles = {n for t in self.terms for n in (t.encode(), t.upper().encode())}
+        needles = {n for t in (*self.terms, *self.fragments)
+                   for n in (t.encode(), t.upper().encode())}
         needles |= {self.id.encode()}
         overlap = max(len(n) for n in needles)
         tail = b""
