@@ -31,12 +31,22 @@ variants:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            database_url: str) -> Iterator[Project]:
+def any_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                database_url: str) -> Iterator[Project]:
+    """The project on SQLite and on PostgreSQL."""
     if database_url.startswith("postgres"):
         monkeypatch.setenv("TUNELOOP_DATABASE_URL", database_url)
     else:
         monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    p = make_project(tmp_path / "proj", TIER2_CONFIG)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """The project on SQLite only (the store code paths are the same as above)."""
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
     p = make_project(tmp_path / "proj", TIER2_CONFIG)
     yield p
     p.close()
@@ -60,7 +70,8 @@ def actions(project: Project) -> list[str]:
     return [e.action for e in reversed(audit.list_events(project.store, limit=200))]
 
 
-def test_candidate_reaches_public_only_after_its_evaluation_passed(project: Project) -> None:
+def test_candidate_reaches_public_only_after_its_evaluation_passed(any_project: Project) -> None:
+    project = any_project
     me = project.actor()
     rollout.set_stage(project, me, "assistant", "base", "internal")
     rollout.set_stage(project, me, "assistant", "candidate", "shadow")
@@ -108,7 +119,8 @@ def test_tier2_variant_needs_a_deploy_public_approval(project: Project) -> None:
     assert "access.refused" in actions(project) and "use.deploy-public" in actions(project)
 
 
-def test_rollback_restores_the_state_before_the_last_change(project: Project) -> None:
+def test_rollback_restores_the_state_before_the_last_change(any_project: Project) -> None:
+    project = any_project
     me = project.actor()
     record_eval(project, "base", passed=True)
     record_eval(project, "candidate", passed=True)
