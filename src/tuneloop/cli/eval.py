@@ -200,6 +200,8 @@ def _render_summary(run_id: int | None, dataset: str, summary: dict[str, Any]) -
     comps = [c for c in summary.get("comparisons", [])
              if c["metric"] in (primary, "total_ms_p95")]
     _render_comparisons(comps, "Comparisons (B − A, paired bootstrap 95% CI)")
+    for note in summary.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}")
     best = summary.get("best_per_slice") or {}
     if best:
         console.print(f"Best variant per {summary.get('slice_field') or 'slice'} ({primary}): "

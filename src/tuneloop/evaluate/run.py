@@ -139,13 +139,15 @@ def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVar
         by_id = {e.id: e for e in examples}
         if progress:
             progress("scoring", 0, len(config.metrics))
-        score_outputs(outputs, by_id, config.metrics, task=config.task, project=project,
-                      retrieved=retrieved,
-                      retrieval_enabled={v.name: bool(v.uses_retrieval) for v in variants})
+        notes = score_outputs(outputs, by_id, config.metrics, task=config.task, project=project,
+                              retrieved=retrieved,
+                              retrieval_enabled={v.name: bool(v.uses_retrieval)
+                                                 for v in variants})
         _store_scores(project, run_id, outputs)
         summary = summarize(outputs, names, config.metrics, config.latency,
                             concurrency=concurrency, wall_s=wall, slice_field=slice_field)
-        summary.update({"run_id": run_id, "dataset": dataset_ref, "split": split, "tier": tier})
+        summary.update({"run_id": run_id, "dataset": dataset_ref, "split": split, "tier": tier,
+                        "notes": notes})
         result = EvalResult(run_id, dataset_ref, names, summary, outputs, created_at=utcnow())
         if report:
             from tuneloop.evaluate.report import write_report

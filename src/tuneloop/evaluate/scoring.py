@@ -17,10 +17,11 @@ def score_outputs(outputs: Sequence[Output], examples: dict[str, Example],
                   configs: Sequence[MetricConfig], *, task: TaskConfig | None = None,
                   project: Any = None,
                   retrieved: dict[tuple[str, str], list[dict[str, Any]]] | None = None,
-                  retrieval_enabled: dict[str, bool] | None = None) -> None:
+                  retrieval_enabled: dict[str, bool] | None = None) -> list[str]:
     """Fill `output.scores[metric]` for every output and metric (None where it does not apply).
 
     `retrieved[(variant, record_id)]` are the chunks a RAG variant was given for that example.
+    Returns notes for the reader (for example, judge replies that had no usable grade).
     """
     retrieved = retrieved or {}
     retrieval_enabled = retrieval_enabled or {}
@@ -31,6 +32,7 @@ def score_outputs(outputs: Sequence[Output], examples: dict[str, Example],
                                 retrieved=retrieved.get((out.variant, out.record_id), []),
                                 retrieval_enabled=retrieval_enabled.get(out.variant, False))
         samples.append(Sample(out.output, out.reference, example.record, context))
+    notes: list[str] = []
     for index, config in enumerate(configs):
         metric = metrics_mod.create(config, index=index)
         try:
@@ -39,3 +41,8 @@ def score_outputs(outputs: Sequence[Output], examples: dict[str, Example],
             metric.close()
         for out, value in zip(outputs, values, strict=True):
             out.scores[config.name] = None if value is None else float(value)
+        unparsed = getattr(metric, "unparsed", 0)
+        if unparsed:
+            notes.append(f"{config.name}: {unparsed} of {len(samples)} judge replies had no "
+                         "usable grade and were left unscored")
+    return notes
