@@ -20,6 +20,7 @@ from tests.test_serve_support import echo_loader, live_server
 from tuneloop import Project
 from tuneloop.data.versions import get_version
 from tuneloop.errors import PermissionDenied
+from tuneloop.flywheel import review
 from tuneloop.flywheel.enrich import enrich
 from tuneloop.flywheel.erasure import erase, needs_retraining
 from tuneloop.governance import audit, principals
@@ -118,10 +119,14 @@ def seed(project: Project) -> dict[str, Any]:
     rate(project, ivy, rid, rating=1, comment=f"{NAME} liked it")
     other = log_request(project, "How do I add a device?", "Sign in on it.")
     rate(project, ivy, other, rating=1)
+    disliked = log_request(project, "Can I pay by invoice?", "No idea.")
+    rate(project, ivy, disliked, rating=-1)
     built = build_dataset(project, admin, "tickets")
     subject_records = [r for r in records(built) if TICKET.lower() in json.dumps(r).lower()]
     assert len(subject_records) == 1  # the ticket is in the version, name and e-mail redacted
     logs = enrich(project, ivy, "from-logs").version
+    queued = review.list_items(project)[0]
+    review.decide(project, ivy, queued.id, "reject", note=f"{NAME} asked this too")
     assert logs is not None and any(TICKET.lower() in json.dumps(r).lower() for r in records(logs))
     index_knowledge_base(project, admin)
     with project.store.session() as session:
@@ -187,7 +192,9 @@ def test_erased_subject_leaves_no_trace_in_files_or_database(project: Project) -
     # Everyone else is still there.
     with project.store.session(write=False) as session:
         ids = set(session.execute(select(RequestLog.id)).scalars())
-    assert seeded["rid"] not in ids and seeded["other"] in ids and len(ids) == 2
+    assert seeded["rid"] not in ids and seeded["other"] in ids and len(ids) == 3
+    kept = review.list_items(project, status="rejected")
+    assert [d["note"] for d in review.show(project, pia, kept[0].id).decisions] == ["[erased]"]
     tickets = get_version(project, "tickets")
     assert tickets.id != seeded["built"].id and not seeded["built"].path.exists()
     assert len(records(tickets)) == len(OTHERS)

@@ -144,6 +144,12 @@ def _erase_logs(session: Session, subject: Subject) -> tuple[dict[str, int], lis
     if feedback_ids:
         counts["feedback"] += session.execute(
             delete(Feedback).where(Feedback.id.in_(feedback_ids))).rowcount or 0
+    notes = [did for did, note in _batches(session, select(ReviewDecision.id, ReviewDecision.note),
+                                           ReviewDecision.id) if subject.matches(note)]
+    if notes:
+        # The decision stays recorded; only what the reviewer wrote about the subject goes.
+        session.execute(update(ReviewDecision).where(ReviewDecision.id.in_(notes))
+                        .values(note="[erased]"))
     if items:
         session.execute(delete(ReviewDecision).where(ReviewDecision.item_id.in_(items)))
         counts["review_items"] += session.execute(

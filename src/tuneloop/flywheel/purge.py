@@ -69,9 +69,16 @@ def _postgres(store: Store, tables: list[str]) -> PurgeReport:
     report = PurgeReport()
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in tables:
-            # Table names come from our own models, never from input.
-            conn.exec_driver_sql(f'VACUUM FULL "{table}"')
-        report.actions.append(f"VACUUM FULL of {', '.join(tables)}")
+            # Table names come from our own models, never from input. ANALYZE replaces the
+            # column statistics, whose most-common-value samples may quote deleted rows.
+            conn.exec_driver_sql(f'VACUUM (FULL, ANALYZE) "{table}"')
+        report.actions.append(f"VACUUM FULL and ANALYZE of {', '.join(tables)}")
+        try:
+            conn.exec_driver_sql("VACUUM FULL pg_catalog.pg_statistic")
+            report.actions.append("VACUUM FULL of the statistics catalog")
+        except Exception:  # owner or superuser only; old samples then age out with autovacuum
+            report.limits.append("the statistics catalog (pg_statistic) could not be vacuumed "
+                                 "by this user; replaced statistics linger until autovacuum")
         try:
             conn.exec_driver_sql("CHECKPOINT")
             report.actions.append("CHECKPOINT")

@@ -123,7 +123,8 @@ def decide(project: Project, actor: Actor, item_id: int, decision: str, *,
         session.add(ReviewDecision(item_id=row.id, actor=actor.name, decision=status, note=note))
         audit.record(session, actor=actor.name, action=f"review.{decision}",
                      target=f"request:{row.request_id}", tier=row.tier,
-                     details={"item": row.id, "note": note})
+                     # The note stays in review_decisions (erasable), not in the immutable chain.
+                     details={"item": row.id, "has_note": bool(note)})
         session.flush()
         return row
 
