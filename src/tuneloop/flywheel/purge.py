@@ -55,7 +55,8 @@ def _sqlite(store: Store) -> PurgeReport:
         if busy:
             report.limits.append(
                 "the write-ahead log could not be truncated because another process is reading "
-                "the database; stop the server and run `tuneloop erase --purge-only`")
+                "the database; stop the server and run the same `tuneloop erase` again (it is "
+                "safe to repeat: it finds nothing more and purges the files)")
         else:
             report.actions.append(f"write-ahead log checkpointed and truncated ({moved} pages)")
     finally:
