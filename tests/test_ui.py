@@ -84,6 +84,7 @@ def _walk(client: httpx.Client, s: Seeded) -> dict[str, httpx.Response]:
     return {p: client.get(p) for p in paths}
 
 
+@pytest.mark.slow
 def test_developer_without_approval_never_receives_tier2_text(site) -> None:
     s, base = site
     with signed_in(base, s.keys["dan"]) as dan:
@@ -378,3 +379,24 @@ def test_review_queue_decisions_go_through_the_flywheel(fresh) -> None:
         assert ">edited<" in dan.get("/ui/review?status=edited").text
         assert f">#{bad}<" not in dan.get("/ui/review").text  # no longer open
         assert dan.get("/ui/review?status=bogus").status_code == 400
+
+
+def test_view_approval_for_a_dataset_opens_its_tier2_evaluation_examples(fresh) -> None:
+    from tuneloop import Project
+    from tuneloop.governance import approvals, principals
+
+    s, base = fresh
+    path = f"/ui/evaluations/{s.tier2_eval_run}/examples/ex-1"
+    with signed_in(base, s.keys["dan"]) as dan:
+        hidden = dan.get(path).text
+        assert "may not use dataset &#39;tickets&#39;" in hidden
+        assert "answer 1 by base" not in hidden
+        project = Project.open(s.root)
+        store = project.store
+        asked = approvals.request(store, principals.authenticate(store, s.keys["dan"]),
+                                  scope=["dataset:tickets"], uses=["view"],
+                                  purpose="read the failing ticket answers")
+        approvals.grant(store, principals.authenticate(store, s.keys["pat"]), asked, "ok")
+        project.close()
+        shown = dan.get(path).text
+    assert "answer 1 by base" in shown and "question 1 about tickets@v7" in shown

@@ -6,6 +6,8 @@ empty state instead of failing the page.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,9 @@ from tuneloop.ui.visibility import may_view
 
 #: how many evaluation runs to scan for each variant's latest result
 EVAL_SCAN = 200
+CHART_CACHE_SIZE = 16
+_CHART_CACHE: OrderedDict[tuple[Any, ...], dict[str, str]] = OrderedDict()
+_CHART_LOCK = threading.Lock()
 
 
 @dataclass
@@ -129,7 +134,8 @@ def run_resource(project: Project, run: EvalRun) -> Resource:
             DatasetVersionRow.name == name, DatasetVersionRow.version_id == version_id)).first()
         if row is not None:
             roots = frozenset(row.roots or ())
-    return Resource("dataset", run.dataset_version or f"eval-run-{run.id}", run.tier, roots)
+    # Named as `data.versions` names it, so an approval for `dataset:NAME` covers its runs.
+    return Resource("dataset", name or f"eval-run-{run.id}", run.tier, roots)
 
 
 def run_outputs(project: Project, run_id: int, *, variant: str | None = None,
@@ -145,7 +151,26 @@ def run_outputs(project: Project, run_id: int, *, variant: str | None = None,
 
 
 def charts(project: Project, run: EvalRun) -> dict[str, str]:
-    """The evaluation report's charts for this run, as inline SVG (matplotlib, server-side)."""
+    """The evaluation report's charts for this run, as inline SVG (matplotlib, server-side).
+
+    A finished run never changes, and drawing takes seconds, so its charts are drawn once.
+    """
+    key = (str(project.root), project.store.safe_url, run.id, run.created_at, run.finished_at)
+    if run.status == "running":
+        return _draw(project, run)
+    with _CHART_LOCK:
+        if key in _CHART_CACHE:
+            _CHART_CACHE.move_to_end(key)
+            return _CHART_CACHE[key]
+    drawn = _draw(project, run)
+    with _CHART_LOCK:
+        _CHART_CACHE[key] = drawn
+        while len(_CHART_CACHE) > CHART_CACHE_SIZE:
+            _CHART_CACHE.popitem(last=False)
+    return drawn
+
+
+def _draw(project: Project, run: EvalRun) -> dict[str, str]:
     from tuneloop.evaluate import charts as charts_mod
     from tuneloop.evaluate.run import load_run
 
