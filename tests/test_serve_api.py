@@ -206,6 +206,28 @@ def test_client_disconnect_stops_generation_and_is_logged(tmp_path: Path,
     project.close()
 
 
+def test_client_gone_before_a_plain_answer_stops_generation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project = make_project(tmp_path / "proj")
+    keys = make_keys(project)
+    loader = echo_loader(project, delay_s=0.05)
+    with live_server(create_app(project, variant_loader=loader)) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/chat/completions", timeout=0.5,
+                       headers={"authorization": f"Bearer {keys.internal}"},
+                       json={"model": "base", "max_tokens": 60,
+                             "messages": [{"role": "user", "content": "word " * 60}]})
+        deadline = time.monotonic() + 15
+        while not requestlog.recent(project.store):
+            assert time.monotonic() < deadline, "the abandoned request was never logged"
+            time.sleep(0.05)
+    row = requestlog.recent(project.store)[0]
+    assert row.status == 499 and row.finish_reason == "cancelled"
+    assert loader.engines["base"].closed_streams == 1
+    project.close()
+
+
 def test_full_queue_answers_503_and_rate_limit_429(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)

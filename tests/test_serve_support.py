@@ -90,8 +90,9 @@ class EchoEngine(Engine):
                 sent += 1
                 yield Delta(word)
             total = time.perf_counter() - start
-            yield Delta("", Completion("".join(words), "stop", self.count_tokens(messages), sent,
-                                       total / 2, total, self.label))
+            yield Delta("", Completion("".join(words).strip(), "stop",
+                                       self.count_tokens(messages), sent, total / 2, total,
+                                       self.label))
         finally:
             if sent < len(words):
                 self.closed_streams += 1

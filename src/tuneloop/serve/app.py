@@ -194,7 +194,7 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
         """Attach a rating, comment or corrected answer to a request the caller made."""
         actor = await anyio.to_thread.run_sync(server.keys.actor,
                                                request.headers.get("authorization"))
-        server.limiter.take(actor.name)
+        server.limiter.take(server.keys.bucket(request.headers.get("authorization")))
         feedback_id = await anyio.to_thread.run_sync(feedback.add, server.store, server.entities,
                                                      actor, body)
         return FeedbackResponse(id=feedback_id, request_id=body.request_id)

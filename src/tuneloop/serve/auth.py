@@ -26,6 +26,11 @@ class KeyCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Actor]] = {}
 
+    @staticmethod
+    def bucket(authorization: str | None) -> str:
+        """The rate-limit bucket of a request: its key's hash (limits are per key)."""
+        return hashlib.sha256((authorization or "").encode("utf-8", "replace")).hexdigest()
+
     def actor(self, authorization: str | None) -> Actor:
         """The caller behind an `Authorization: Bearer ...` header, or a 401 ApiError."""
         if not authorization:

@@ -9,6 +9,7 @@ delta at a time, and a client that goes away closes the engine's iterator, which
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from tuneloop.engines.base import Completion, Delta
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import EngineError, TuneloopError
 from tuneloop.serve import requestlog
 from tuneloop.serve.errors import ApiError, as_api_error, error_body
 from tuneloop.serve.schemas import ChatCompletionRequest
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from tuneloop.serve.app import Server
 
 _DONE = object()
+CLIENT_GONE = 499  # the status logged for requests whose client went away (nginx's convention)
 
 
 def new_request_id() -> str:
@@ -86,7 +88,7 @@ async def handle(server: Server, request: Request) -> Response:
         actor = await anyio.to_thread.run_sync(server.keys.actor,
                                                request.headers.get("authorization"))
         entry.principal, entry.audience = actor.name, actor.audience
-        server.limiter.take(actor.name)
+        server.limiter.take(server.keys.bucket(request.headers.get("authorization")))
         body = _parse(await request.body())
         entry.model, entry.stream = body.model, body.stream
         if body.user:  # the data subject the caller acts for: stored only as a hash
@@ -124,7 +126,7 @@ async def handle(server: Server, request: Request) -> Response:
                         include_usage),
                 media_type="text/event-stream", headers={"x-request-id": rid,
                                                          "cache-control": "no-cache"})
-        completion = await anyio.to_thread.run_sync(variant.engine.chat, prepared.messages, params)
+        completion = await _complete(variant, prepared, params, request)
         _record(entry, completion, started)
         await anyio.to_thread.run_sync(server.log, entry)
         return JSONResponse(_body(rid, body.model, completion, prepared.citations),
@@ -132,6 +134,8 @@ async def handle(server: Server, request: Request) -> Response:
     except Exception as exc:
         error = as_api_error(exc)
         entry.status, entry.error = error.status, error.message
+        if error.status == CLIENT_GONE:
+            entry.finish_reason = "cancelled"
         entry.total_ms = (time.perf_counter() - started) * 1000
         await anyio.to_thread.run_sync(server.log, entry)
         if isinstance(exc, TuneloopError | ApiError):
@@ -140,6 +144,50 @@ async def handle(server: Server, request: Request) -> Response:
     finally:
         if slot_held:
             server.admission.release()
+
+
+async def _complete(variant: Any, prepared: Any, params: Any, request: Request) -> Completion:
+    """The whole answer, like `engine.chat`, except that a client that goes away stops it.
+
+    The answer is generated as a stream in a worker thread that checks, between tokens, a flag
+    set as soon as the server sees the client disconnect; closing the engine's iterator then
+    stops generation, so an abandoned request does not hold the engine.
+    """
+    gone = threading.Event()
+
+    def generate() -> Completion | None:
+        iterator = variant.stream(prepared, params)
+        pieces: list[str] = []
+        completion: Completion | None = None
+        try:
+            for delta in iterator:
+                if gone.is_set():
+                    return None
+                pieces.append(delta.text)
+                if delta.completion is not None:
+                    completion = delta.completion
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        if completion is None:
+            raise EngineError("the engine's stream ended without its final completion")
+        completion.text = completion.text or "".join(pieces)
+        return completion
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        result = await anyio.to_thread.run_sync(generate)
+        group.cancel_scope.cancel()
+    if result is None:
+        raise ApiError(CLIENT_GONE, "client disconnected before the answer was complete",
+                       code="client_disconnected")
+    return result
 
 
 def _error_response(error: ApiError, rid: str) -> JSONResponse:
@@ -237,7 +285,7 @@ async def _stream(server: Server, variant: Any, prepared: Any, params: Any,
                     await anyio.to_thread.run_sync(close)
             if not logged:
                 # The client went away mid-stream: generation stopped; log what was sent.
-                entry.status, entry.finish_reason = 499, "cancelled"
+                entry.status, entry.finish_reason = CLIENT_GONE, "cancelled"
                 entry.error = "client disconnected before the end of the stream"
                 entry.output = "".join(pieces)
                 entry.total_ms = (time.perf_counter() - started) * 1000

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
+
 from tuneloop.serve.errors import ApiError, error_body
 
 MAX_BUCKETS = 10_000
@@ -139,7 +141,7 @@ class BodyLimit:
     async def _reject(self, scope: dict[str, Any], send: Send) -> None:
         message = f"request body larger than the server's limit of {self.max_bytes} bytes"
         if self.on_reject is not None:
-            self.on_reject(scope, 413, message)
+            await anyio.to_thread.run_sync(self.on_reject, scope, 413, message)
         payload = json.dumps(error_body(413, message, code="request_too_large")).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
