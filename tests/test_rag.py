@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tuneloop import Project
-from tuneloop.errors import DataError
+from tuneloop.errors import ConfigError, DataError
 from tuneloop.governance import approvals, audit
 from tuneloop.governance.principals import actor_of, ensure_principal
 from tuneloop.rag import index_knowledge_base, search
@@ -201,9 +201,9 @@ def test_cli_indexes_and_queries_as_a_public_principal(tmp_path, monkeypatch):
     create_key(project.store, project.actor(), "pub", audience="public")
     project.close()
 
-    done = run_cli("rag", "index", cwd=root)
-    assert done.returncode == 0, done.stderr
-    assert "3 added" in done.stdout and "3 in the index" in done.stdout
+    # Indexing through the API keeps this test to one model load in a subprocess.
+    report = index_knowledge_base(Project.open(root), project.actor())
+    assert "3 added" in str(report) and "3 in the index" in str(report)
     shown = run_cli("rag", "query", "inotify watch limit", "--as", "pub", "-k", "2", cwd=root)
     assert shown.returncode == 0, shown.stderr
     assert "for pub (audience public)" in shown.stdout
@@ -211,3 +211,18 @@ def test_cli_indexes_and_queries_as_a_public_principal(tmp_path, monkeypatch):
     refused = run_cli("rag", "query", "inotify", "--as", "pub", cwd=root,
                       env={"TUNELOOP_API_KEY": dev_key})
     assert refused.returncode == 1 and "only an admin" in refused.stderr
+
+
+def test_mmr_reranker_keeps_a_near_duplicate_out_of_the_top(kb):
+    project, people = kb
+    copy = ("# Refunds in full\n\nRefunds in full go back to the card. Annual plans get refunds in "
+            "full within 30 days.\n")
+    write(project.root / "handbook", {"copy-a.md": copy, "copy-b.md": copy})
+    indexed(project, people)
+    copies = {"handbook:copy-a.md", "handbook:copy-b.md"}
+    plain = search(project, people["me"], "refunds in full", top_k=2)
+    assert {h.doc_id for h in plain} == copies
+    varied = search(project, people["me"], "refunds in full", top_k=2, reranker="mmr")
+    assert varied[0].doc_id in copies and varied[1].doc_id not in copies
+    with pytest.raises(ConfigError, match="unknown re-ranker"):
+        search(project, people["me"], "refunds in full", reranker="nope")

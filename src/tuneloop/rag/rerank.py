@@ -49,7 +49,7 @@ def get_reranker(name: str) -> Reranker:
 class MMR:
     """Maximal marginal relevance over the hits' own embeddings (`lam` weighs relevance)."""
 
-    def __init__(self, lam: float = 0.7) -> None:
+    def __init__(self, lam: float = 0.5) -> None:
         self.lam = lam
 
     def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:

@@ -20,7 +20,7 @@ import numpy as np
 from tuneloop.rag.bm25 import top_k
 
 EXACT_MAX = 20_000
-DEFAULT_NPROBE = 32
+DEFAULT_NPROBE = 48
 
 
 @dataclass
