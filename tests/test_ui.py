@@ -174,6 +174,23 @@ def test_evaluation_page_compares_variants_with_charts_slices_and_examples(site)
     assert missing.status_code == 404
 
 
+def test_two_runs_compare_example_by_example(site) -> None:
+    s, base = site
+    a, b = s.eval_run, s.tier2_eval_run
+    with signed_in(base, s.keys["dan"]) as dan:
+        listing = dan.get("/ui/evaluations").text
+        page = dan.get(f"/ui/compare?a={a}&b={b}")
+        same = dan.get(f"/ui/compare?a={a}&b={a}")
+        unknown = dan.get(f"/ui/compare?a={a}&b=999")
+    assert 'action="/ui/compare"' in listing
+    assert page.status_code == 200
+    text = page.text
+    assert f"base@{a}" in text and f"base-rag@{a}" in text and f"base@{b}" in text
+    assert "Side by side" in text and text.count("<svg") == 3
+    assert same.status_code == 400 and "compared with itself" in same.text
+    assert unknown.status_code == 404 and "no evaluation run 999" in unknown.text
+
+
 def test_overview_shows_variants_rollout_and_last_gate_status(site) -> None:
     s, base = site
     with signed_in(base, s.keys["dan"]) as dan:
@@ -181,7 +198,9 @@ def test_overview_shows_variants_rollout_and_last_gate_status(site) -> None:
     assert "assistant: internal" in page
     assert f'href="/ui/evaluations/{s.tier2_eval_run}"' in page  # the newest run with `base`
     assert "gates passed" in page or "gates failed" in page
-    assert "No dataset versions yet" in page
+    assert "v1a2b3c4d5e6" in page and "train 40, validation 5, test 6" in page
+    # Lineage: the fine-tuned model, its base and the dataset version it was trained on.
+    assert "support-lora-1" in page and "support@v1a2b3c4d5e6f7" in page
 
 
 def test_audit_page_is_for_privacy_and_shows_the_chain_verified(site) -> None:
@@ -400,3 +419,20 @@ def test_view_approval_for_a_dataset_opens_its_tier2_evaluation_examples(fresh) 
         project.close()
         shown = dan.get(path).text
     assert "answer 1 by base" in shown and "question 1 about tickets@v7" in shown
+
+
+def test_audit_page_says_when_the_chain_is_broken(fresh) -> None:
+    from sqlalchemy import update
+
+    from tuneloop import Project
+    from tuneloop.store import AuditEvent
+
+    s, base = fresh
+    project = Project.open(s.root)
+    with project.store.session() as session:
+        session.execute(update(AuditEvent).where(AuditEvent.seq == 2).values(actor="mallory"))
+    project.close()
+    with signed_in(base, s.keys["pia"]) as pia:
+        page = pia.get("/ui/audit").text
+    assert "Chain BROKEN at event #2" in page and "edited?" in page
+    assert "Chain verified" not in page

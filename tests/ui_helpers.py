@@ -120,12 +120,28 @@ def seed(root: Path) -> Seeded:
     items = _enqueue(store, ["req-bad", "req-tier2"])
     rollout.set_stage(project, admin, project.config.server.app_alias, "base", "internal",
                       reason="first internal stage")
+    _lineage(store)
     run_id = _eval_run(project, dataset="support@v1", tier=1, variants=["base", "base-rag"])
     tier2_run = _eval_run(project, dataset="tickets@v7", tier=2, variants=["base"])
     pending = approvals.request(store, dan, scope=["logs:base"], uses=["view"],
                                 purpose="debug the wrong shipping answers")
     project.close()
     return Seeded(root, keys, "req-tier1", "req-tier2", run_id, tier2_run, pending, items)
+
+
+def _lineage(store) -> None:
+    """A dataset version and the training run that fine-tuned a model on it."""
+    from tuneloop.store.datasets import DatasetVersionRow
+    from tuneloop.store.runs import Run
+
+    with store.session() as session:
+        session.add(DatasetVersionRow(name="support", version_id="v1a2b3c4d5e6f7", tier=1,
+                                      roots=[], approvals=[], path="/nowhere",
+                                      counts={"train": 40, "validation": 5, "test": 6},
+                                      created_by="dan"))
+        session.add(Run(kind="train", status="completed", actor="dan",
+                        dataset_version="support@v1a2b3c4d5e6f7", base_model="smollm2-135m",
+                        output_model="support-lora-1", tier=1))
 
 
 def _chunks(store) -> None:

@@ -24,6 +24,8 @@ from tuneloop.ui.visibility import may_view
 #: how many evaluation runs to scan for each variant's latest result
 EVAL_SCAN = 200
 CHART_CACHE_SIZE = 16
+#: bootstrap resamples when comparing two runs on a page (the CLI uses more)
+COMPARE_RESAMPLES = 2000
 _CHART_CACHE: OrderedDict[tuple[Any, ...], dict[str, str]] = OrderedDict()
 _CHART_LOCK = threading.Lock()
 
@@ -193,3 +195,18 @@ def example_access(project: Project, actor: Actor, run: EvalRun) -> str | None:
         return None
     return may_view(project.store, actor, run_resource(project, run),
                     purpose=f"dashboard: examples of evaluation run {run.id}")
+
+
+def compare(project: Project, first: int, second: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """Two stored runs compared example by example, with the report's charts of the result."""
+    from tuneloop.evaluate import charts as charts_mod
+    from tuneloop.evaluate.run import compare_runs
+
+    if first == second:
+        raise TuneloopError(f"run {first} compared with itself shows nothing; pick two runs")
+    summary = compare_runs(project, first, second, resamples=COMPARE_RESAMPLES)
+    drawn = {"Quality vs latency": charts_mod.quality_vs_latency(summary),
+             "Per slice": charts_mod.slice_bars(summary),
+             "Comparisons": charts_mod.forest(summary.get("comparisons", []),
+                                              f"Run {second} against run {first}", "comparisons")}
+    return summary, drawn

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from tuneloop.errors import NotFound
+from tuneloop.errors import NotFound, TuneloopError
 from tuneloop.ui import loop_data
 from tuneloop.ui.app import dashboard, require_internal
 
@@ -39,6 +39,21 @@ async def evaluations(request: Request) -> HTMLResponse:
     require_internal(actor)
     runs = await anyio.to_thread.run_sync(loop_data.eval_runs, ui.project)
     return ui.render(request, "evaluations.html.j2", actor, runs=runs)
+
+
+@router.get("/compare", name="compare")
+async def compare(request: Request, a: int, b: int) -> HTMLResponse:
+    """Two runs side by side, paired on their shared examples (before and after a change)."""
+    ui = dashboard(request)
+    actor = await ui.actor(request)
+    require_internal(actor)
+    try:
+        summary, charts = await anyio.to_thread.run_sync(loop_data.compare, ui.project, a, b)
+    except NotFound:
+        raise
+    except TuneloopError as exc:
+        raise HTTPException(400, exc.message) from None
+    return ui.render(request, "compare.html.j2", actor, a=a, b=b, summary=summary, charts=charts)
 
 
 @router.get("/evaluations/{run_id}", name="evaluation")
