@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tuneloop.errors import ConfigError
 
 BUNDLED = "bundled:all-minilm-l6-v2"
 MAX_TOKENS = 256  # the model was trained on sequences up to 256 word pieces
+QUERY_CACHE = 1024
 
 
 def bundled_model_dir() -> Path:
@@ -60,6 +62,8 @@ class Embedder:
         self._torch = torch
         self._threads = threads
         self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def count_tokens(self, text: str) -> int:
         """Word pieces in `text` (no special tokens): what the chunk budget is measured in."""
@@ -99,12 +103,23 @@ class Embedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One unit-length vector for a search query.
+        """One unit-length vector for a search query (recent queries are remembered).
 
         One thread: a single short sequence gains nothing from more, and on a busy machine
-        threads that wait for each other make a 15 ms query take a second.
+        threads that wait for each other make a 15 ms query take a second. Support questions
+        repeat, so the last `QUERY_CACHE` distinct queries skip the model.
         """
-        return self.embed([text], batch_size=1, threads=1)[0]
+        with self._cache_lock:
+            found = self._queries.get(text)
+            if found is not None:
+                self._queries.move_to_end(text)
+                return found.copy()
+        vector = self.embed([text], batch_size=1, threads=1)[0]
+        with self._cache_lock:
+            self._queries[text] = vector.copy()
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vector
 
     def _forward(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS,
