@@ -15,7 +15,14 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.conftest import run_cli
-from tests.test_flywheel_support import log_request, open_project, person, rate, records
+from tests.test_flywheel_support import (
+    log_request,
+    open_project,
+    person,
+    rate,
+    records,
+    sqlite_only,
+)
 from tests.test_serve_support import echo_loader, live_server
 from tuneloop import Project
 from tuneloop.data.versions import get_version
@@ -218,6 +225,7 @@ def test_erased_subject_leaves_no_trace_in_files_or_database(project: Project) -
     assert audit.verify(project.store).ok
 
 
+@sqlite_only
 def test_only_the_privacy_team_or_an_admin_may_erase(project: Project) -> None:
     rid = log_request(project, "about me", "ok", subject=EMAIL)
     with pytest.raises(PermissionDenied, match="may not erase"):

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_flywheel_support import log_request, open_project, person, rate, records
+from tests.test_flywheel_support import (
+    log_request,
+    open_project,
+    person,
+    rate,
+    records,
+    sqlite_only,
+)
 from tuneloop import Project
 from tuneloop.errors import ApprovalRequired, NotFound, TuneloopError
 from tuneloop.flywheel import review
@@ -53,6 +60,7 @@ def test_correction_replaces_output_and_thumbs_down_goes_to_review(project: Proj
     assert report.counts["correction"] == 1 and report.counts["rated"] == 1
 
 
+@sqlite_only
 def test_reviewer_edit_enters_the_next_version_and_every_decision_is_kept(
         project: Project) -> None:
     ivy, rex = person(project, "ivy"), person(project, "rex")
@@ -83,6 +91,7 @@ def test_reviewer_edit_enters_the_next_version_and_every_decision_is_kept(
         review.show(project, rex, 9999)
 
 
+@sqlite_only
 def test_near_duplicates_of_existing_examples_are_dropped(project: Project) -> None:
     ivy = person(project, "ivy")
     question = "How do I share a folder with a colleague who is outside my company account?"
@@ -103,6 +112,7 @@ def test_near_duplicates_of_existing_examples_are_dropped(project: Project) -> N
     assert report.counts["near_duplicate"] >= 2  # the old one (seen in v1) and its near copy
 
 
+@sqlite_only
 def test_filters_pick_variant_audience_window_and_slice(project: Project) -> None:
     ivy = person(project, "ivy")
     ids = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_flywheel_support import CONFIG, log_request, open_project, person, rate
+from tests.test_flywheel_support import CONFIG, log_request, open_project, person, rate, sqlite_only
 from tests.test_serve_rollout import record_eval
 from tuneloop import Project
 from tuneloop.errors import GateFailed
@@ -35,6 +35,7 @@ def ratings(project: Project, variant: str, up: int, down: int,
         rate(project, ivy, rid, rating=1 if i < up else -1)
 
 
+@sqlite_only
 def test_too_few_rated_requests_keep_the_candidate_internal(project: Project) -> None:
     ratings(project, "candidate", up=6, down=0)
     ratings(project, "candidate", up=9, down=0, audience="public")  # not internal evidence
@@ -43,6 +44,7 @@ def test_too_few_rated_requests_keep_the_candidate_internal(project: Project) ->
     assert "at least 10" in evidence.detail
 
 
+@sqlite_only
 def test_significantly_worse_satisfaction_is_refused(project: Project) -> None:
     ratings(project, "candidate", up=3, down=9)
     ratings(project, "base", up=19, down=1, audience="public")
@@ -51,6 +53,7 @@ def test_significantly_worse_satisfaction_is_refused(project: Project) -> None:
     assert evidence.incumbent is not None and evidence.incumbent.rated == 20
 
 
+@sqlite_only
 def test_slightly_lower_but_not_significantly_worse_passes(project: Project) -> None:
     ratings(project, "candidate", up=10, down=2)
     ratings(project, "base", up=18, down=2, audience="public")

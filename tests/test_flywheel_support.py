@@ -88,3 +88,8 @@ def rate(project: Project, actor: Actor, request_id: str, rating: int | None = N
 def records(version: Any) -> list[dict[str, Any]]:
     """Every record of a dataset version, all splits."""
     return [r for split in ("train", "validation", "test") for r in version.iter_split(split)]
+
+
+# Logic that does not depend on the database runs on SQLite only, to keep the suite short; the
+# tests whose queries or purges differ per backend run on both.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_flywheel_support import log_request, open_project, person, rate
+from tests.test_flywheel_support import log_request, open_project, person, rate, sqlite_only
 from tuneloop import Project
 from tuneloop.flywheel.monitor import monitor, plot
 
@@ -61,6 +61,7 @@ def test_variant_over_the_slo_breaches_and_the_other_does_not(project: Project) 
     assert [s.requests for _, s in health["base"].buckets] == [2, 3]
 
 
+@sqlite_only
 def test_too_few_requests_never_breach_and_window_excludes_older_ones(project: Project) -> None:
     seed(project)
     quiet = monitor(project, min_requests=50)
@@ -69,6 +70,7 @@ def test_too_few_requests_never_breach_and_window_excludes_older_ones(project: P
     assert [h.total.requests for h in recent.variants] == [3]
 
 
+@sqlite_only
 def test_plot_writes_a_png(project: Project, tmp_path: Path) -> None:
     seed(project)
     path = plot(monitor(project), tmp_path / "reports")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import run_cli
-from tests.test_flywheel_support import CONFIG, log_request, open_project, person, rate
+from tests.test_flywheel_support import CONFIG, log_request, open_project, person, rate, sqlite_only
 from tuneloop import Project
 from tuneloop.flywheel import retention, review
 from tuneloop.flywheel.enrich import Filters, enrich
@@ -87,6 +87,7 @@ def test_shorter_configured_period_purges_more(tmp_path: Path,
     project.close()
 
 
+@sqlite_only
 def test_server_job_purges_expired_logs_when_it_starts(project: Project) -> None:
     ids = seed(project)
     job = retention.Scheduler(project, interval_s=3600).start()
