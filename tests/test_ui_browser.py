@@ -4,6 +4,7 @@ then sees the Tier 2 request. Screenshots go to tests/artifacts/ui/."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def test_developer_and_privacy_officer_walk_the_dashboard_and_grant_an_approval(
             walk = [("overview", "Overview"), ("evaluations", "Evaluations"),
                     (f"evaluations/{s.eval_run}", f"Evaluation run {s.eval_run}"),
                     (f"evaluations/{s.eval_run}/examples/ex-2", "Example"),
+                    (f"compare?a={s.eval_run}&b={s.tier2_eval_run}", "against run"),
                     ("requests", "Request log"), (f"requests/{s.tier1_request}", "Request"),
                     (f"requests/{s.tier2_request}", "Request"), ("review", "Review queue"),
                     (f"review/{s.review_items['req-bad']}", "Review item"),
@@ -70,7 +72,7 @@ def test_developer_and_privacy_officer_walk_the_dashboard_and_grant_an_approval(
                 dev.goto(f"{base}/ui/{path}")
                 expect(dev.locator("h1")).to_contain_text(title)
                 assert TIER2_SECRET not in dev.content(), path
-                _shot(dev, f"{n:02d}-developer-{path.replace('/', '-')}")
+                _shot(dev, f"{n:02d}-developer-{re.sub(r'[^a-z0-9-]+', '-', path)}")
             dev.goto(f"{base}/ui/evaluations/{s.eval_run}")
             expect(dev.locator("svg[aria-label=quality-vs-latency]")).to_be_visible()
             dev.goto(f"{base}/ui/requests/{s.tier1_request}")

@@ -18,6 +18,7 @@ from tuneloop.errors import NotFound, TuneloopError
 from tuneloop.governance.approvals import parse_duration
 from tuneloop.governance.tiers import AUDIENCES, Actor, Resource
 from tuneloop.store import Store, utcnow
+from tuneloop.store.flywheel import ReviewItem
 from tuneloop.store.rag import RagChunk
 from tuneloop.store.serving import Feedback, RequestLog
 from tuneloop.ui.visibility import log_resource, may_view
@@ -211,3 +212,9 @@ def get_request(store: Store, actor: Actor, request_id: str) -> RequestRecord:
             fb.corrected = None
     chunks = _chunks(store, actor, [str(c) for c in row.chunk_ids or []], row.id)
     return RequestRecord(row, feedback, withheld, chunks)
+
+
+def review_item(store: Store, item_id: int) -> ReviewItem | None:
+    """A review item's own row (variant, tier, status): no request text, so no gate needed."""
+    with store.session(write=False) as session:
+        return session.get(ReviewItem, item_id)

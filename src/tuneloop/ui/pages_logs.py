@@ -86,11 +86,10 @@ async def review_item(request: Request, item_id: int) -> HTMLResponse:
         withheld = None
     except ApprovalRequired as refused:
         view, withheld = None, refused.message
-    items = [] if view else await anyio.to_thread.run_sync(
-        lambda: [i for i in queue.list_items(ui.project, status=None, limit=10_000)
-                 if i.id == item_id])
+    item = None if view else await anyio.to_thread.run_sync(logs_data.review_item,
+                                                             ui.project.store, item_id)
     return ui.render(request, "review_item.html.j2", actor, view=view, withheld=withheld,
-                     item=items[0] if items else None, item_id=item_id)
+                     item=item, item_id=item_id)
 
 
 @router.post("/review/{item_id}/{decision}", name="review_decide")
