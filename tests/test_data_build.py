@@ -182,12 +182,12 @@ def test_no_near_duplicate_crosses_splits(sqlite_root: Path) -> None:
     for i in range(120):
         base = _ticket(i, rng)
         lines.append(json.dumps(base))
-        # Variants add two words: Jaccard similarity above 0.9 with the original.
-        for j in range(rng.randint(0, 3)):
+        # A variant adds a word at the end: Jaccard similarity about 0.93 with the original.
+        for word in rng.sample(["Thanks", "Cheers", "Regards"], rng.randint(0, 2)):
             variant = json.loads(json.dumps(base))
-            variant["messages"][0]["content"] += f" variant {j}"
+            variant["messages"][1]["content"] += f" {word}"
             lines.append(json.dumps(variant))
-    project = _project(sqlite_root, lines, _config(threshold=0.9))
+    project = _project(sqlite_root, lines, _config(threshold=0.85))
     version = build_dataset(project, project.actor(), "support")
     texts = {s: [" ".join(m["content"] for m in r["messages"]) for r in version.iter_split(s)]
              for s in SPLITS}
@@ -196,8 +196,9 @@ def test_no_near_duplicate_crosses_splits(sqlite_root: Path) -> None:
     for a, b in combinations(SPLITS, 2):
         for x in sets[a]:
             for y in sets[b]:
-                assert len(x & y) / len(x | y) < 0.9, f"a near duplicate crosses {a} and {b}"
-    assert version.manifest["steps"]["removed"].get("near_dedup", {}).get("near duplicate", 0) > 0
+                assert len(x & y) / len(x | y) < 0.85, f"a near duplicate crosses {a} and {b}"
+    variants = len(lines) - 120
+    assert version.manifest["steps"]["removed"]["near_dedup"]["near duplicate"] == variants
 
 
 def test_quality_filters_drop_too_long_outputs(sqlite_root: Path) -> None:

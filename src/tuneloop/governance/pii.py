@@ -84,6 +84,10 @@ _SECRET_PATTERNS = [
                re.S),
 ]
 
+# One search that any secret needs to pass before the ten patterns above are tried.
+_SECRET_HINT = (r"(?i)pass|pwd|secret|token|key|auth|bearer|credential|AKIA|ASIA|gh[pousr]_|xox|"
+                r"[spr]k[-_]|tl_|AIza|eyJ|PRIVATE")
+
 
 class SecretRecognizer:
     """Credentials: password/token/api_key = value, bearer tokens and well-known key formats."""
@@ -265,12 +269,35 @@ def _sign_off(text: str, start: int, words: list[str]) -> bool:
 
 
 def _result(entity: str, start: int, end: int, score: float) -> Any:
-    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer import RecognizerResult  # loaded by _presidio() first
 
     return RecognizerResult(entity_type=entity, start=start, end=end, score=score)
 
 
 # ------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _presidio() -> Any:
+    """Import presidio_analyzer without the torch/transformers integrations it does not need here.
+
+    Its package imports its Hugging Face NLP engine, and through it torch and transformers, which
+    costs 10-30 s; only its pattern recognizers are used, so those two imports are made to fail
+    (Presidio and thinc treat that as "not installed") unless the process already has them.
+    Called once, at the first Redactor, normally before any thread could import torch itself.
+    """
+    import sys
+
+    blocked = [name for name in ("torch", "transformers") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import presidio_analyzer
+    finally:
+        for name in blocked:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+    return presidio_analyzer
 
 
 @functools.cache
@@ -283,6 +310,8 @@ def _offline_tld_extractor() -> Any:
 
 def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | None]]:
     """One recognizer per wanted entity, each with a cheap pre-check that skips hopeless texts."""
+    _presidio()
+    from presidio_analyzer import Pattern
     from presidio_analyzer.predefined_recognizers import (
         EmailRecognizer,
         IbanRecognizer,
@@ -291,6 +320,11 @@ def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | N
     )
 
     class OfflineEmailRecognizer(EmailRecognizer):
+        # Presidio's pattern backtracks heavily (milliseconds per text); this one is linear and
+        # finds the same addresses, which tldextract then validates as Presidio does.
+        PATTERNS = [Pattern("Email", r"(?<![\w.+-])[\w.!#$%&'*+/=?^`{|}~-]*\w@\w+(?:-+\w+)*"
+                                     r"(?:\.\w+(?:-+\w+)*)+\b", 0.5)]
+
         def validate_result(self, pattern_text: str) -> bool:
             return _offline_tld_extractor()(pattern_text).fqdn != ""
 
@@ -301,7 +335,7 @@ def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | N
         "IBAN_CODE": (IbanRecognizer, r"\b[A-Z]{2}\d{2}"),
         "IP_ADDRESS": (IpRecognizer, r"\d\.\d|:[0-9a-fA-F]*:"),
         "US_SSN": (UsSsnRecognizer, r"\d{3}[\s.-]?\d{2}[\s.-]?\d{4}"),
-        "SECRET": (SecretRecognizer, None),
+        "SECRET": (SecretRecognizer, _SECRET_HINT),
         "PERSON": (PersonRecognizer, r"[A-Z]"),
     }
     out = []
@@ -314,6 +348,7 @@ def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | N
 
 
 def _card_recognizer() -> Any:
+    _presidio()
     from presidio_analyzer import Pattern
     from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
 
