@@ -87,11 +87,14 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     filters = filters or Filters()
     report = EnrichReport(version=None)
     logs, feedback, items = _select(project, filters)
-    tier2 = sorted({log.variant or "unrouted" for log in logs if log.tier >= 2})
+    tiers: dict[str, int] = {}
+    for log in logs:
+        key = log.variant or "unrouted"
+        tiers[key] = max(tiers.get(key, 1), log.tier)
     approvals: list[int] = []
     if logs:
-        resources = [review.logs_resource(v, 2) for v in tier2] or [
-            review.logs_resource(v, 1) for v in sorted({log.variant or "unrouted" for log in logs})]
+        # Every use is audited; the Tier 2 logs of a variant need a `train` approval for them.
+        resources = [review.logs_resource(v, t) for v, t in sorted(tiers.items())]
         approvals = require(project.store, actor, "train", resources,
                             purpose=f"enrich dataset {name} from the request log")
     candidates = _candidates(project, logs, feedback, items, filters, report)
@@ -124,8 +127,10 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     report.request_ids = [r["metadata"]["request_id"] for r in records]
     if not records:
         return report
-    tier = max(log.tier for log in logs if log.id in set(report.request_ids))
-    roots = sorted(f"logs:{v}" for v in tier2) if tier >= 2 else []
+    used = [log for log in logs if log.id in set(report.request_ids)]
+    tier = max(log.tier for log in used)
+    # Taint: the version derives from the Tier 2 logs it holds, named as the approval names them.
+    roots = sorted({f"logs:{log.variant or 'unrouted'}" for log in used if log.tier >= 2})
     report.version = _write(project, actor, name, records, tier, roots, approvals, filters,
                             report)
     return report
