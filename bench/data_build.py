@@ -88,7 +88,18 @@ def main() -> None:
         read_rps = parsed / (time.perf_counter() - start)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
-        version = build_dataset(project, project.actor(), "big")
+        marks = set()
+
+        def report(done: int) -> None:
+            # A line per 100,000 records read, so a long run shows its pace and memory as it goes.
+            mark = done // 100_000
+            if mark and mark not in marks:
+                marks.add(mark)
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                console.print(f"  {done:,} read, {done / (time.perf_counter() - start):,.0f} "
+                              f"records/s, peak {rss:,.0f} MB")
+
+        version = build_dataset(project, project.actor(), "big", progress=report)
         seconds = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         build_rps = n / seconds
