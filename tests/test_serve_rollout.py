@@ -119,6 +119,40 @@ def test_tier2_variant_needs_a_deploy_public_approval(project: Project) -> None:
     assert "access.refused" in actions(project) and "use.deploy-public" in actions(project)
 
 
+@pytest.mark.slow
+def test_revoking_deploy_public_stops_public_traffic_to_a_tier2_variant(project: Project) -> None:
+    me = project.actor()
+    keys = make_keys(project)
+    (project.root / "kb").mkdir()
+    (project.root / "kb" / "faq.md").write_text("# Refunds\nRefunds take five days.\n")
+    with project.store.session() as session:
+        privacy = principals.actor_of(principals.ensure_principal(session, "pia", role="privacy"))
+    approval = approvals.request(project.store, me, scope=["source:tickets-kb"],
+                                 uses=["deploy-public"], purpose="serve the RAG assistant")
+    approvals.grant(project.store, privacy, approval)
+    record_eval(project, "rag2", passed=True)
+    rollout.set_stage(project, me, "assistant", "rag2", "all")
+    app = create_app(project, variant_loader=echo_loader(project))
+    with live_server(app) as url:
+        api = openai.OpenAI(base_url=url + "/v1", api_key=keys.public, max_retries=0)
+        answer = api.chat.completions.create(model="assistant",
+                                             messages=[{"role": "user", "content": "refunds?"}])
+        assert answer.choices[0].message.content == "echo(rag2): refunds?"
+        approvals.revoke(project.store, privacy, approval, reason="customer complaint")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                api.chat.completions.create(model="assistant",
+                                            messages=[{"role": "user", "content": "again"}])
+            except openai.InternalServerError as exc:
+                assert exc.status_code == 503 and "rag2" not in exc.message
+                break
+            assert time.monotonic() < deadline, "public traffic went on after the revocation"
+            time.sleep(0.2)
+    rows = requestlog.recent(project.store)
+    assert rows[0].status == 503 and rows[0].tier == 2 and rows[-1].status == 200
+
+
 def test_rollback_restores_the_state_before_the_last_change(any_project: Project) -> None:
     project = any_project
     me = project.actor()

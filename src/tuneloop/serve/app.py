@@ -24,9 +24,9 @@ from sqlalchemy import text
 from tuneloop.engines.base import GenerationParams
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
-from tuneloop.serve import chat, feedback, requestlog
+from tuneloop.serve import chat, feedback, requestlog, rollout
 from tuneloop.serve.auth import DEFAULT_TTL_S, KeyCache
-from tuneloop.serve.errors import TYPES, install
+from tuneloop.serve.errors import TYPES, ApiError, install
 from tuneloop.serve.limits import Admission, BodyLimit, RateLimiter
 from tuneloop.serve.metrics import CONTENT_TYPE_LATEST, Metrics
 from tuneloop.serve.routing import Route, Router
@@ -41,6 +41,7 @@ from tuneloop.serve.schemas import (
 
 VariantLoader = Callable[[str], Any]
 MAX_PENDING_SHADOWS = 8
+PUBLIC_CHECK_TTL_S = 2.0
 
 
 class Server:
@@ -63,6 +64,7 @@ class Server:
         self._lock = threading.Lock()
         self._shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-shadow")
         self._shadow_pending = 0
+        self._public_ok: dict[tuple[str, str], tuple[float, bool]] = {}
 
     def _load_variant(self, name: str) -> Any:
         from tuneloop.variants import get_variant
@@ -84,6 +86,25 @@ class Server:
         """The prompt the variant will send (retrieval included) and its length in tokens."""
         prepared = variant.prepare(messages, actor)
         return prepared, variant.engine.count_tokens(prepared.messages)
+
+    def check_public(self, route: Route, variant: Any) -> None:
+        """Refuse (503) a Tier 2 variant to the public once its deploy-public approval is gone.
+
+        Checked again every few seconds (cached), so a revocation stops public traffic quickly.
+        """
+        key = (route.alias or "", route.variant)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._public_ok.get(key)
+        if hit is None or hit[0] <= now:
+            allowed = route.alias is not None and rollout.public_approval_live(
+                self.project, route.alias, route.variant, variant.resource)
+            hit = (now + PUBLIC_CHECK_TTL_S, allowed)
+            with self._lock:
+                self._public_ok[key] = hit
+        if not hit[1]:
+            raise ApiError(503, f"the model {route.alias!r} is unavailable right now; retry later",
+                           code="model_unavailable", headers={"Retry-After": "60"})
 
     def log(self, entry: requestlog.Entry) -> None:
         """Commit the request's log row, then count it in the metrics."""

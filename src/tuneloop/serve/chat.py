@@ -107,6 +107,8 @@ async def handle(server: Server, request: Request) -> Response:
         slot_held = True
         variant = await anyio.to_thread.run_sync(server.variant, route.variant)
         entry.tier = variant.tier
+        if actor.audience == "public" and entry.tier >= 2:
+            await anyio.to_thread.run_sync(server.check_public, route, variant)
         params = variant.params(max_tokens=wanted, temperature=body.temperature,
                                 top_p=body.top_p, stop=body.stops(), seed=body.seed)
         prepared, prompt_tokens = await anyio.to_thread.run_sync(

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from tuneloop.errors import GateFailed, NotFound, PermissionDenied, TuneloopError
-from tuneloop.governance import audit, require
-from tuneloop.governance.tiers import Actor
+from tuneloop.governance import approvals, audit, principals, require
+from tuneloop.governance.tiers import Actor, Resource, covering_grant
 from tuneloop.project import Project
 from tuneloop.store.models import utcnow
 from tuneloop.store.serving import STAGES, Rollout, RolloutChange
@@ -117,6 +117,28 @@ def state(project: Project, alias: str) -> AliasState:
         rows = session.execute(select(Rollout).where(Rollout.alias == alias)
                                .order_by(Rollout.updated_at.desc(), Rollout.id.desc())).scalars()
         return AliasState(alias, tuple(Entry(r.variant, r.stage, r.percent) for r in rows))
+
+
+def public_approval_live(project: Project, alias: str, variant: str,
+                         resource: Resource) -> bool:
+    """Whether a Tier 2 variant may still be served to the public through `alias`.
+
+    Going public needed a live `deploy-public` approval held by whoever put the variant there;
+    this asks the same rule again, so a revoked or expired approval stops public traffic.
+    """
+    if resource.tier < 2:
+        return True
+    with project.store.session(write=False) as session:
+        row = session.execute(select(Rollout).where(
+            Rollout.alias == alias, Rollout.variant == variant)).scalar_one_or_none()
+    if row is None or row.stage not in PUBLIC_STAGES:
+        return False
+    try:
+        deployer = principals.get_actor(project.store, row.updated_by)
+    except NotFound:
+        return False
+    grants = approvals.grants_for(project.store, deployer)
+    return covering_grant(deployer, resource, "deploy-public", grants, utcnow()) is not None
 
 
 def aliases(project: Project) -> list[str]:
