@@ -3,6 +3,7 @@ changed-only re-indexing, deletion, tiers filtered inside the query, auditing.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,11 @@ def test_cli_indexes_and_queries_as_a_public_principal(tmp_path, monkeypatch):
     refused = run_cli("rag", "query", "inotify", "--as", "pub", cwd=root,
                       env={"TUNELOOP_API_KEY": dev_key})
     assert refused.returncode == 1 and "only an admin" in refused.stderr
+    listed = run_cli("rag", "status", cwd=root)
+    assert listed.returncode == 0, listed.stderr
+    # source, tier, documents, chunks
+    assert re.findall(r"(handbook|tickets)\W+(\d)\W+(\d+)\W+(\d+)", listed.stdout) == \
+        [("handbook", "1", "3", "3")]
 
 
 def test_mmr_reranker_keeps_a_near_duplicate_out_of_the_top(kb):

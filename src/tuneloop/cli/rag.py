@@ -84,6 +84,27 @@ def query(
     console.print(table)
 
 
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Show what the index holds: documents and chunks per source, with their tier.
+
+    Example:  tuneloop rag status
+    """
+    from tuneloop.rag.index import index_status
+
+    project = state(ctx).project()
+    generation, model, sources = index_status(project)
+    if not sources:
+        console.print("the index is empty; build it with `tuneloop rag index`")
+        return
+    table = Table(title=f"RAG index, generation {generation} ({model})")
+    for column in ("source", "tier", "documents", "chunks"):
+        table.add_column(column)
+    for row in sources:
+        table.add_row(row.source, tier_label(row.tier), str(row.documents), str(row.chunks))
+    console.print(table)
+
+
 def _score(value: float | None, rank: int | None, fmt: str) -> str:
     shown = "-" if value is None else format(value, fmt)
     return f"{shown} ({rank})" if rank else f"{shown} (-)"

@@ -197,3 +197,28 @@ def _write(project: Project, actor: Actor, report: IndexReport, pending: list[_P
                      details={"added": len(report.added), "updated": len(report.updated),
                               "removed": len(report.removed), "retagged": len(report.retagged),
                               "chunks": report.chunks_embedded})
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """What the index holds for one source."""
+
+    source: str
+    tier: int
+    documents: int
+    chunks: int
+
+
+def index_status(project: Project) -> tuple[int, str, list[SourceStatus]]:
+    """The index's generation, its embedding model, and documents and chunks per source."""
+    from sqlalchemy import func
+
+    with project.store.session(write=False) as session:
+        state = session.get(RagIndexState, 1)
+        rows = session.execute(
+            select(RagDocument.source, func.max(RagDocument.tier), func.count(RagDocument.id),
+                   func.sum(RagDocument.n_chunks))
+            .group_by(RagDocument.source).order_by(RagDocument.source)
+        ).all()
+    sources = [SourceStatus(s, int(t), int(d), int(c or 0)) for s, t, d, c in rows]
+    return (state.generation if state else 0, state.embedding_model if state else "", sources)
