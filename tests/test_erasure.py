@@ -29,7 +29,7 @@ from tuneloop.data.versions import get_version
 from tuneloop.errors import PermissionDenied
 from tuneloop.flywheel import review
 from tuneloop.flywheel.enrich import enrich
-from tuneloop.flywheel.erasure import erase, needs_retraining
+from tuneloop.flywheel.erasure import erase, needs_retraining, preview
 from tuneloop.governance import audit, principals
 from tuneloop.store.evals import EvalOutput, EvalRun
 from tuneloop.store.rag import RagChunk
@@ -190,6 +190,10 @@ def test_erased_subject_leaves_no_trace_in_files_or_database(project: Project) -
     seeded = seed(project)
     assert files_mentioning(project.state_dir)  # the seeding really put them there
     pia = person(project, "pia", role="privacy")
+    plan = preview(project, pia, EMAIL, also=[NAME])
+    assert plan.counts["request_logs"] == 1 and plan.counts["chunks"] >= 1
+    assert set(plan.datasets) == {seeded["built"].ref, seeded["logs"].ref}
+    assert plan.models == ["tickets-run1"] and seeded["built"].path.exists()
 
     report = erase(project, pia, EMAIL, also=[NAME])
 
@@ -245,6 +249,11 @@ def test_erase_command_reports_and_verifies(tmp_path: Path,
     project = open_project(root, "sqlite", monkeypatch, CONFIG)
     kept = log_request(project, "Unrelated question", "answer", subject="ann@example.com")
     log_request(project, f"{TICKET}", "answer", subject=EMAIL)
+    dry = run_cli("erase", "--subject", EMAIL, "--also", NAME, "--dry-run", cwd=root)
+    assert dry.returncode == 0, dry.stderr
+    assert "nothing changed" in dry.stdout and "request logs" in dry.stdout
+    with project.store.session(write=False) as session:
+        assert len(session.execute(select(RequestLog.id)).all()) == 2
     done = run_cli("erase", "--subject", EMAIL, "--also", NAME, "--yes", cwd=root)
     assert done.returncode == 0, done.stderr
     assert "request logs" in done.stdout and "verified" in done.stdout

@@ -6,6 +6,8 @@ import typer
 from rich.table import Table
 
 from tuneloop.cli._common import console, err_console, state
+from tuneloop.governance.tiers import Actor
+from tuneloop.project import Project
 
 
 def erase(
@@ -16,6 +18,7 @@ def erase(
         None, "--also", help="Another identifying string to erase wherever it appears "
                              "(a name, a ticket number); repeat for more."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    dry_run: bool = typer.Option(False, help="Only show what would be removed and marked."),
 ) -> None:
     """Erase a data subject from logs, datasets and indexes; mark models to retrain.
 
@@ -31,7 +34,10 @@ def erase(
     c = state(ctx)
     project = c.project()
     actor = c.actor(project)
-    if not yes:
+    if dry_run:
+        _preview(project, actor, subject, also or [])
+        return
+    if not yes:  # dry runs need no confirmation: they change nothing
         typer.confirm(f"Erase every record of {subject!r}? This cannot be undone", abort=True)
     report = run(project, actor, subject, also=also or [])
     table = Table(title=f"erasure #{report.id} (subject {report.subject_hash[:12]}...)")
@@ -61,3 +67,22 @@ def erase(
             err_console.print(f"[bold red]still mentions the subject:[/] {path}")
         raise typer.Exit(1)
     console.print("[green]verified: no file under .tuneloop/ mentions the subject[/]")
+
+
+def _preview(project: Project, actor: Actor, subject: str, also: list[str]) -> None:
+    from tuneloop.flywheel.erasure import preview
+
+    plan = preview(project, actor, subject, also=also)
+    table = Table(title=f"erasure preview (subject {plan.subject_hash[:12]}...): nothing changed")
+    table.add_column("what")
+    table.add_column("would be removed", justify="right")
+    for key, count in plan.counts.items():
+        table.add_row(key.replace("_", " "), str(count))
+    for ref, count in plan.datasets.items():
+        table.add_row(f"  from dataset {ref}", str(count))
+    console.print(table)
+    if plan.models or plan.variants:
+        console.print("would need retraining: " + ", ".join(
+            [f"model {m}" for m in plan.models] + [f"variant {v}" for v in plan.variants]))
+    for source in plan.sources:
+        console.print(f"source mentions the subject: {source}")

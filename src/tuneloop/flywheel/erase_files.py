@@ -45,7 +45,7 @@ def rewrite_datasets(project: Project, subject: Subject, erasure_id: int,
     for version in list_versions(project):
         if not (version.path / MANIFEST).is_file():
             continue  # already purged by an earlier erasure
-        kept, removed_ids, texts = _filtered(version.path, subject)
+        kept, removed_ids, texts = filtered(version.path, subject)
         if not removed_ids and not _mentions_outside_records(version.path, subject):
             continue
         manifest = json.loads((version.path / MANIFEST).read_text(encoding="utf-8"))
@@ -77,8 +77,9 @@ def rewrite_datasets(project: Project, subject: Subject, erasure_id: int,
     return out
 
 
-def _filtered(folder: Path, subject: Subject
-              ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+def filtered(folder: Path, subject: Subject
+             ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    """A version folder's JSONL lines without the subject's: (kept per file, removed ids, texts)."""
     kept: dict[str, list[str]] = {}
     removed: list[str] = []
     texts: list[str] = []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from tuneloop.data.versions import MANIFEST, list_versions
 from tuneloop.errors import PermissionDenied
 from tuneloop.flywheel import erase_files
 from tuneloop.flywheel.purge import PurgeReport, purge
@@ -108,7 +109,8 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
     return report
 
 
-def _erase_logs(session: Session, subject: Subject) -> tuple[dict[str, int], list[str]]:
+def _log_ids(session: Session, subject: Subject) -> set[str]:
+    """The requests the subject made, was made for, or is named in (and their shadow copies)."""
     ids = set(session.execute(select(RequestLog.id).where(
         or_(RequestLog.subject == subject.hash, RequestLog.principal == subject.id))).scalars())
     # Free text: the subject may be named in anyone's request (a colleague asking about them).
@@ -117,11 +119,15 @@ def _erase_logs(session: Session, subject: Subject) -> tuple[dict[str, int], lis
         if subject.matches(prompt, output, error):
             ids.add(rid)
     # Shadow copies carry the same prompt as the request they copied.
-    if ids:
-        for start in range(0, len(ids), BATCH):
-            chunk = sorted(ids)[start:start + BATCH]
-            ids |= set(session.execute(select(RequestLog.id).where(
-                RequestLog.shadow_of.in_(chunk))).scalars())
+    found = sorted(ids)
+    for start in range(0, len(found), BATCH):
+        ids |= set(session.execute(select(RequestLog.id).where(
+            RequestLog.shadow_of.in_(found[start:start + BATCH]))).scalars())
+    return ids
+
+
+def _erase_logs(session: Session, subject: Subject) -> tuple[dict[str, int], list[str]]:
+    ids = _log_ids(session, subject)
     feedback_ids = [fid for fid, comment, corrected in _batches(
         session, select(Feedback.id, Feedback.comment, Feedback.corrected), Feedback.id)
         if subject.matches(comment, corrected)]
@@ -240,6 +246,42 @@ def _batches(session: Session, query: Any, key: Any, size: int = 1000) -> Any:
             return
         yield from rows
         last = rows[-1][0]
+
+
+@dataclass
+class ErasurePlan:
+    """What `erase` would remove (a dry run): nothing is changed to compute it."""
+
+    subject_hash: str
+    counts: dict[str, int]
+    datasets: dict[str, int]  # version ref -> records of the subject
+    models: list[str]
+    variants: list[str]
+    sources: list[str]
+
+
+def preview(project: Project, actor: Actor, subject_id: str, *,
+            also: list[str] | tuple[str, ...] = ()) -> ErasurePlan:
+    """What erasing this subject would remove and mark, without changing anything."""
+    if actor.role not in ROLES:
+        raise PermissionDenied(f"{actor.name} ({actor.role}) may not look up data subjects",
+                               hint="the privacy team or an admin runs `tuneloop erase`")
+    subject = Subject.of(subject_id, also)
+    datasets = {}
+    for version in list_versions(project):
+        if (version.path / MANIFEST).is_file():
+            _, removed, _ = erase_files.filtered(version.path, subject)
+            if removed:
+                datasets[version.ref] = len(removed)
+    with project.store.session(write=False) as session:
+        chunks = sum(1 for _, text, heading in _batches(session, select(
+            RagChunk.id, RagChunk.text, RagChunk.heading), RagChunk.id)
+            if subject.matches(text, heading))
+        counts = {"request_logs": len(_log_ids(session, subject)),
+                  "dataset_records": sum(datasets.values()), "chunks": chunks}
+    models, variants = _derived(project, set(datasets))
+    return ErasurePlan(subject.hash, counts, datasets, models, variants,
+                       erase_files.sources_mentioning(project, subject))
 
 
 def needs_retraining(project: Project) -> list[RetrainingMark]:
