@@ -104,7 +104,10 @@ def index_knowledge_base(project: Project, actor: Actor, progress: Progress | No
     for n, (info, doc) in enumerate(documents, start=1):
         doc_id = f"{info.name}:{doc.relpath}"
         seen.add(doc_id)
-        digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+        # The chunking settings are part of what the chunks were made from: change them and
+        # every document is chunked again.
+        recipe = f"{kb.chunk_tokens}/{kb.overlap_tokens}\n{doc.text}"
+        digest = hashlib.sha256(recipe.encode("utf-8")).hexdigest()
         old = known.get(doc_id)
         if old is not None and old[0] == digest and not stale_model:
             report.unchanged += 1
