@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import socket
 from collections import Counter
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tuneloop.governance.pii import Redactor
 from tuneloop.store import Store
 from tuneloop.store.serving import RequestLog
 
@@ -26,43 +26,17 @@ REPLICA = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @functools.lru_cache(maxsize=4)
-def _redactor(entities: tuple[str, ...]) -> Any:
-    try:
-        from tuneloop.governance.pii import Redactor
-    except ImportError:
-        return None
-    return Redactor(list(entities))
-
-
-# Used only until governance.pii lands in this checkout: a few unambiguous patterns, so that
-# nothing obviously personal is stored in clear meanwhile.
-_FALLBACK = {
-    "EMAIL_ADDRESS": re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
-    "CREDIT_CARD": re.compile(r"\b(?:\d[ -]?){13,16}\b"),
-    "IP_ADDRESS": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
-    "PHONE_NUMBER": re.compile(r"(?<!\w)\+?\d[\d ().-]{7,}\d\b"),
-}
+def _redactor(entities: tuple[str, ...]) -> Redactor:
+    return Redactor(entities)
 
 
 def redact(entities: Sequence[str], texts: Sequence[str]) -> tuple[list[str], dict[str, int]]:
     """Redact `texts` as one record (consistent placeholders); returns texts and counts."""
-    redactor = _redactor(tuple(entities))
-    if redactor is not None:
-        results = redactor.redact_many(list(texts))
-        counts: Counter[str] = Counter()
-        for r in results:
-            counts.update(r.counts)
-        return [r.text for r in results], dict(counts)
-    counts = Counter()
-    out = []
-    for text in texts:
-        for name, pattern in _FALLBACK.items():
-            if name in entities:
-                text, n = pattern.subn(f"<{name}>", text)
-                if n:
-                    counts[name] += n
-        out.append(text)
-    return out, dict(counts)
+    counts: Counter[str] = Counter()
+    results = _redactor(tuple(entities)).redact_many(list(texts))
+    for r in results:
+        counts.update(r.counts)
+    return [r.text for r in results], dict(counts)
 
 
 @dataclass
