@@ -6,6 +6,7 @@ empty state instead of failing the page.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ def datasets(project: Project) -> list[DatasetVersionRow]:
 def models(project: Project) -> list[dict[str, Any]]:
     """Registered models with their lineage; training runs stand in until the registry lands."""
     try:
-        from tuneloop.engines import registry
+        registry: Any = importlib.import_module("tuneloop.engines.registry")
     except ImportError:
         registry = None
     if registry is not None:
@@ -102,9 +103,10 @@ def variants(project: Project) -> list[VariantState]:
                                .order_by(EvalRun.id.desc()).limit(EVAL_SCAN))
         for run in runs:
             for name, data in (run.summary or {}).get("per_variant", {}).items():
-                state = states.get(name)
-                if state is None or state.last_eval is not None:
+                found = states.get(name)
+                if found is None or found.last_eval is not None:
                     continue
+                state = found
                 state.last_eval = run.id
                 state.passed = bool(data.get("passed"))
                 state.failed_gates = [g["gate"] for g in data.get("gates", [])

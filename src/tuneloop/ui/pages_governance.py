@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
@@ -90,7 +91,7 @@ async def audit_page(request: Request, action: str = "", who: str = "") -> HTMLR
                                f"has role {actor.role!r}")
     store = ui.project.store
 
-    def gather() -> dict[str, object]:
+    def gather() -> dict[str, Any]:
         return {"verification": audit.verify(store),
                 "events": audit.list_events(store, limit=AUDIT_PAGE, action=action or None,
                                             actor=who or None)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -21,7 +23,7 @@ async def overview(request: Request) -> HTMLResponse:
     require_internal(actor)
     project = ui.project
 
-    def gather() -> dict[str, object]:
+    def gather() -> dict[str, Any]:
         from tuneloop.serve import rollout
 
         return {"datasets": loop_data.datasets(project), "models": loop_data.models(project),
@@ -65,7 +67,7 @@ async def evaluation(request: Request, run_id: int, variant: str = "",
     require_internal(actor)
     project = ui.project
 
-    def gather() -> dict[str, object]:
+    def gather() -> dict[str, Any]:
         run = loop_data.eval_run(project, run_id)
         withheld = loop_data.example_access(project, actor, run)
         outputs = [] if withheld else loop_data.run_outputs(project, run_id, variant=variant,
@@ -84,7 +86,7 @@ async def eval_example(request: Request, run_id: int, record_id: str) -> HTMLRes
     require_internal(actor)
     project = ui.project
 
-    def gather() -> dict[str, object]:
+    def gather() -> dict[str, Any]:
         run = loop_data.eval_run(project, run_id)
         withheld = loop_data.example_access(project, actor, run)
         outputs = [] if withheld else [o for o in loop_data.run_outputs(project, run_id)
