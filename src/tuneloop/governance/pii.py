@@ -147,19 +147,20 @@ _WORD = r"[A-Z][^\W\d_]*(?:['’-][A-Za-z][^\W\d_]*)*"
 # A run of capitalised words, allowing name particles inside ("Ana de la Cruz").
 _RUN = re.compile(rf"(?<![\w@.])(?:{_TITLES}\s+)?{_WORD}(?:[ \t]+(?:{_PARTICLES}[ \t]+)*{_WORD})*")
 _TITLE_HEAD = re.compile(rf"^{_TITLES}\s+")
-# Cues that announce a name just after them (checked on the text right before a run).
+# Cues that announce a name just after them, on the same line or the next (a blank line between
+# "Hey," and "Two-factor codes..." starts a paragraph, not a name).
 _CUE = re.compile(
     r"(?i)(?:\bmy name is|\bname is|\bname:|\bi am|\bi'm|\bthis is|\bdear|\bhi|\bhello|\bhey|"
     r"\bthanks|\bthank you|\bregards|\bcheers|\bbest|\bsincerely|\bwarmly|\byours|"
     r"\bcolleagues?|\bco-?workers?|\bmanager|\bboss|\bcontact|\bcc:?|\bsigned|\bspoke (?:with|to)|"
     r"\btalked to|\bask(?:ed)?|\bfrom|\bby|\bwith|\band|\bfor|\bsaid|\bto|\bper|\bteammate|"
     r"\bclient|\bcustomer|\buser|\bemployee|\bagent|\bassigned to|\breach(?:ed)? out to|"
-    r"\bon behalf of|\bforwarded by|\bcopying|\bnamed|\bcalled)\s*[,:\-–]?\s*$")
+    r"\bon behalf of|\bforwarded by|\bcopying|\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*$")
 _STRONG_CUE = re.compile(
     r"(?i)(?:\bmy name is|\bname is|\bname:|\bi am|\bi'm|\bthis is|\bdear|\bhi|\bhello|\bhey|"
     r"\bthanks|\bthank you|\bregards|\bcheers|\bsincerely|\bcolleagues?|\bco-?workers?|"
     r"\bmanager|\bcc:?|\bsigned|\bspoke (?:with|to)|\bteammate|\bon behalf of|\bforwarded by|"
-    r"\bnamed|\bcalled)\s*[,:\-–]?\s*$")
+    r"\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*$")
 # Capitalised words in support text that are not names even when the lexicon lists them.
 _NOT_NAMES = frozenset("""
 a an the and or but if of to in on at by for with from as is it its be are was were will would can
@@ -329,12 +330,13 @@ def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | N
             return _offline_tld_extractor()(pattern_text).fqdn != ""
 
     factories: dict[str, tuple[Any, str | None]] = {
-        "EMAIL_ADDRESS": (OfflineEmailRecognizer, r"@"),
+        "EMAIL_ADDRESS": (lambda: _FastPatterns(OfflineEmailRecognizer()), r"@"),
         "PHONE_NUMBER": (PhoneNumberRecognizer, r"\d(?:[\s().+/-]{0,3}\d){6}"),
         "CREDIT_CARD": (_card_recognizer, r"\d(?:[\s-]?\d){11}"),
         "IBAN_CODE": (IbanRecognizer, r"\b[A-Z]{2}\d{2}"),
-        "IP_ADDRESS": (IpRecognizer, r"\d\.\d|:[0-9a-fA-F]*:"),
-        "US_SSN": (UsSsnRecognizer, r"\d{3}[\s.-]?\d{2}[\s.-]?\d{4}"),
+        "IP_ADDRESS": (lambda: _FastPatterns(IpRecognizer()),
+                       r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d|[0-9a-fA-F]{1,4}::?[0-9a-fA-F]{0,4}:"),
+        "US_SSN": (lambda: _FastPatterns(UsSsnRecognizer()), r"\d{3}[\s.-]?\d{2}[\s.-]?\d{4}"),
         "SECRET": (SecretRecognizer, _SECRET_HINT),
         "PERSON": (PersonRecognizer, r"[A-Z]"),
     }
@@ -347,6 +349,43 @@ def _recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | N
     return out
 
 
+class _FastPatterns:
+    """A Presidio PatternRecognizer run with the standard `re` module and its own validators.
+
+    Presidio's matching loop (the `regex` module with a timeout, an explanation object per
+    match) costs more than the matching itself; this applies the same patterns, scores,
+    `validate_result` and `invalidate_result` in a plain loop. Falls back to Presidio's own
+    `analyze` when a pattern is not valid for `re`.
+    """
+
+    def __init__(self, recognizer: Any) -> None:
+        self.recognizer = recognizer
+        self.supported_entities = recognizer.supported_entities
+        self.context = recognizer.context or []
+        try:
+            self.patterns = [(re.compile(pat.regex, recognizer.global_regex_flags), pat.score)
+                             for pat in recognizer.patterns]
+        except re.error:
+            self.patterns = []
+
+    def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[Any]:
+        """Presidio-style results, as the wrapped recognizer would give them."""
+        if not self.patterns:
+            return self.recognizer.analyze(text, entities, nlp_artifacts)
+        entity = self.supported_entities[0]
+        out = []
+        for pattern, base in self.patterns:
+            for match in pattern.finditer(text):
+                value = match.group()
+                if not value:
+                    continue
+                valid = self.recognizer.validate_result(value)
+                if valid is False or self.recognizer.invalidate_result(value):
+                    continue
+                out.append(_result(entity, match.start(), match.end(), 1.0 if valid else base))
+        return out
+
+
 def _card_recognizer() -> Any:
     _presidio()
     from presidio_analyzer import Pattern
@@ -355,7 +394,8 @@ def _card_recognizer() -> Any:
     # Presidio's pattern predates Mastercard's 2221-2720 range; add it (Luhn still decides).
     two_series = Pattern("Mastercard 2-series", r"\b2[2-7]\d{2}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b",
                          0.3)
-    return CreditCardRecognizer(patterns=[*CreditCardRecognizer.PATTERNS, two_series])
+    return _FastPatterns(CreditCardRecognizer(patterns=[*CreditCardRecognizer.PATTERNS,
+                                                        two_series]))
 
 
 class Redactor:
