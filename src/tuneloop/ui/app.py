@@ -161,24 +161,24 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(sess.CsrfError)
     async def _csrf(request: Request, exc: sess.CsrfError) -> Response:
-        return _error_page(request, 403, "Form refused",
+        return await _error_page(request, 403, "Form refused",
                            f"{exc}: nothing was changed. Reload the page and try again.")
 
     @app.exception_handler(TuneloopError)
     async def _tuneloop(request: Request, exc: TuneloopError) -> Response:
         status = 404 if isinstance(exc, NotFound) else exc.http_status
         title = "Not found" if status == 404 else "Not allowed" if status == 403 else "Error"
-        return _error_page(request, status, title, str(exc))
+        return await _error_page(request, status, title, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error_page(request, exc.status_code, "Error", str(exc.detail))
+        return await _error_page(request, exc.status_code, "Error", str(exc.detail))
 
 
-def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+async def _error_page(request: Request, status: int, title: str, message: str) -> Response:
     ui = dashboard(request)
     try:
-        actor = sess.session_actor(request, ui.project.store)
+        actor: Actor | None = await ui.actor(request)
     except sess.SignInRequired:
         actor = None
     return ui.render(request, "error.html.j2", actor, status_code=status, title=title,
