@@ -30,8 +30,11 @@ from tuneloop.store import Store
 from tuneloop.store.serving import RequestLog
 
 REPO = Path(__file__).resolve().parents[1]
+# E-mail detection loads Presidio's recognisers (seconds per process); these prompts hold no
+# e-mail addresses, so the servers here redact the other entities only and start faster.
 LOAD_CONFIG = CONFIG.replace("queue_size: 64", "queue_size: 256").replace(
-    "rate_limit_per_minute: 1000", "rate_limit_per_minute: 5000")
+    "rate_limit_per_minute: 1000", "rate_limit_per_minute: 5000") + \
+    "privacy:\n  redact: [PHONE_NUMBER, PERSON, CREDIT_CARD, IP_ADDRESS, SECRET]\n"
 SERVER_SCRIPT = """
 import sys
 import uvicorn
