@@ -65,14 +65,14 @@ def synthesise(project: Project, actor: Actor, source_name: str, *, name: str = 
                near_dup_threshold: float = 0.8,
                progress: Callable[[int], None] | None = None) -> SynthReport:
     """Generate question/answer records from the documents of `source_name` with `model`."""
-    from tuneloop.engines import GenerationParams, load_engine  # type: ignore[attr-defined]
-
     source = get_source(project, source_name)
     if source.kind != "documents":
         raise DataError(f"source {source_name!r} holds records, not documents",
                         path=str(source.path), hint="synthesise from a knowledge-base folder")
     require(project.store, actor, "train", [source.resource],
             purpose=f"synthesise training records {name!r} from {source_name}")
+    from tuneloop.engines import GenerationParams, load_engine  # type: ignore[attr-defined]
+
     engine = load_engine(project, model)
     params = GenerationParams(max_tokens=96, temperature=0.0, seed=0)
     near = NearDuplicates(near_dup_threshold)
