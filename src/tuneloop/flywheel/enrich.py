@@ -127,7 +127,8 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     report.request_ids = [r["metadata"]["request_id"] for r in records]
     if not records:
         return report
-    used = [log for log in logs if log.id in set(report.request_ids)]
+    kept = set(report.request_ids)
+    used = [log for log in logs if log.id in kept]
     tier = max(log.tier for log in used)
     # Taint: the version derives from the Tier 2 logs it holds, named as the approval names them.
     roots = sorted({f"logs:{log.variant or 'unrouted'}" for log in used if log.tier >= 2})
