@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from tests.test_serve_support import echo_loader, live_server, make_keys, make_p
 from tuneloop.governance import principals
 from tuneloop.serve import feedback, requestlog
 from tuneloop.serve.app import create_app
+from tuneloop.serve.errors import ApiError
+from tuneloop.serve.limits import Admission
 
 
 @pytest.fixture
@@ -226,6 +229,25 @@ def test_client_gone_before_a_plain_answer_stops_generation(
     assert row.status == 499 and row.finish_reason == "cancelled"
     assert loader.engines["base"].closed_streams == 1
     project.close()
+
+
+def test_a_queue_place_is_freed_even_if_its_stream_never_starts() -> None:
+    queue = Admission(1)
+
+    async def never_started(slot: Any) -> AsyncIterator[bytes]:
+        try:
+            yield b""
+        finally:
+            slot.release()
+
+    stream = never_started(queue.acquire())
+    with pytest.raises(ApiError) as full:
+        queue.acquire()
+    assert full.value.status == 503 and full.value.headers["Retry-After"]
+    del stream
+    gc.collect()
+    queue.acquire().release()
+    assert queue.in_flight == 0
 
 
 def test_full_queue_answers_503_and_rate_limit_429(tmp_path: Path,

@@ -24,6 +24,7 @@ from tuneloop.engines.base import Completion, Delta
 from tuneloop.errors import EngineError, TuneloopError
 from tuneloop.serve import requestlog
 from tuneloop.serve.errors import ApiError, as_api_error, error_body
+from tuneloop.serve.limits import Slot
 from tuneloop.serve.schemas import ChatCompletionRequest
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ async def handle(server: Server, request: Request) -> Response:
     request.state.request_id = rid
     entry = requestlog.Entry(id=rid)
     started = time.perf_counter()
-    slot_held = False
+    slot: Slot | None = None
     try:
         actor = await anyio.to_thread.run_sync(server.keys.actor,
                                                request.headers.get("authorization"))
@@ -103,8 +104,7 @@ async def handle(server: Server, request: Request) -> Response:
             raise ApiError(400, f"max_tokens {wanted} is over this server's limit of "
                                 f"{server.config.max_output_tokens}", code="max_tokens_exceeded",
                            param="max_tokens")
-        server.admission.acquire()
-        slot_held = True
+        slot = server.admission.acquire()
         variant = await anyio.to_thread.run_sync(server.variant, route.variant)
         entry.tier = variant.tier
         if actor.audience == "public" and entry.tier >= 2:
@@ -122,10 +122,12 @@ async def handle(server: Server, request: Request) -> Response:
         server.shadow(route, entry.messages, actor, params, rid, entry.subject)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            slot_held = False  # the stream releases it when it ends
+            # Started here so that a request the engine refuses gets a plain error response.
+            iterator = await anyio.to_thread.run_sync(variant.stream, prepared, params)
+            stream_slot, slot = slot, None  # the stream releases it when it ends
             return StreamingResponse(
-                _stream(server, variant, prepared, params, entry, started, body.model,
-                        include_usage),
+                _stream(server, iterator, prepared, entry, started, body.model, include_usage,
+                        stream_slot),
                 media_type="text/event-stream", headers={"x-request-id": rid,
                                                          "cache-control": "no-cache"})
         completion = await _complete(variant, prepared, params, request)
@@ -144,8 +146,8 @@ async def handle(server: Server, request: Request) -> Response:
             return _error_response(error, rid)
         raise
     finally:
-        if slot_held:
-            server.admission.release()
+        if slot is not None:
+            slot.release()
 
 
 async def _complete(variant: Any, prepared: Any, params: Any, request: Request) -> Completion:
@@ -227,18 +229,16 @@ def _body(rid: str, model: str, completion: Completion,
     return body
 
 
-async def _stream(server: Server, variant: Any, prepared: Any, params: Any,
+async def _stream(server: Server, iterator: Iterator[Delta], prepared: Any,
                   entry: requestlog.Entry, started: float, model: str,
-                  include_usage: bool) -> AsyncIterator[bytes]:
+                  include_usage: bool, slot: Slot) -> AsyncIterator[bytes]:
     rid, created = entry.id, int(time.time())
-    iterator: Iterator[Delta] | None = None
     pieces: list[str] = []
     completion: Completion | None = None
     logged = False
     try:
         extra = {"citations": prepared.citations} if prepared.citations else {}
         yield _chunk(rid, model, created, {"role": "assistant", "content": ""}, **extra)
-        iterator = await anyio.to_thread.run_sync(variant.stream, prepared, params)
         while True:
             delta = await anyio.to_thread.run_sync(_next, iterator)
             if delta is _DONE:
@@ -281,10 +281,9 @@ async def _stream(server: Server, variant: Any, prepared: Any, params: Any,
                                                 code=error.code)).encode() + b"\n\n"
     finally:
         with anyio.CancelScope(shield=True):
-            if iterator is not None:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    await anyio.to_thread.run_sync(close)
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                await anyio.to_thread.run_sync(close)
             if not logged:
                 # The client went away mid-stream: generation stopped; log what was sent.
                 entry.status, entry.finish_reason = CLIENT_GONE, "cancelled"
@@ -292,4 +291,4 @@ async def _stream(server: Server, variant: Any, prepared: Any, params: Any,
                 entry.output = "".join(pieces)
                 entry.total_ms = (time.perf_counter() - started) * 1000
                 await anyio.to_thread.run_sync(server.log, entry)
-            server.admission.release()
+            slot.release()

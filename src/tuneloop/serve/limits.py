@@ -58,7 +58,7 @@ class Admission:
         self._lock = threading.Lock()
         self.in_flight = 0
 
-    def acquire(self) -> None:
+    def acquire(self) -> Slot:
         """Take a place in the queue, or raise a 503 ApiError with Retry-After."""
         with self._lock:
             if self.in_flight >= self.size:
@@ -66,20 +66,39 @@ class Admission:
                                     "shortly", code="queue_full",
                                headers={"Retry-After": str(self.retry_after_s)})
             self.in_flight += 1
+        return Slot(self)
 
-    def release(self) -> None:
-        """Give the place back (exactly once per successful `acquire`)."""
+    def _release(self) -> None:
         with self._lock:
             self.in_flight -= 1
 
     @contextmanager
     def slot(self) -> Iterator[None]:
         """Hold a place in the queue for the body of the block."""
-        self.acquire()
+        held = self.acquire()
         try:
             yield
         finally:
-            self.release()
+            held.release()
+
+
+class Slot:
+    """A place in the queue. Released once, explicitly or, as a safety net, when collected
+    (a streamed response that never started still frees its place)."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission: Admission | None = admission
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Give the place back; later calls do nothing."""
+        with self._lock:
+            admission, self._admission = self._admission, None
+        if admission is not None:
+            admission._release()
+
+    def __del__(self) -> None:
+        self.release()
 
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
