@@ -199,6 +199,9 @@ def test_shadow_gets_internal_traffic_but_never_answers(project: Project) -> Non
         while len(requestlog.recent(project.store)) < 3:
             assert time.monotonic() < deadline, "the shadow answer was never logged"
             time.sleep(0.05)
+        public_models = openai.OpenAI(base_url=url + "/v1", api_key=keys.public,
+                                      max_retries=0).models.list()
+        assert [m.id for m in public_models] == ["assistant"]
     assert {text for _, text in answers.values()} == {"echo(base): hi"}
     shadows = [r for r in requestlog.recent(project.store) if r.shadow_of]
     assert [(r.variant, r.shadow_of, r.output) for r in shadows] == [

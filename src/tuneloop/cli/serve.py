@@ -30,8 +30,11 @@ def serve(
     config = project.config.server
     app = create_app(project)
     if preload:
+        from tuneloop.serve import rollout
+
         server = app.state.server
-        for name in server.router.variant_names()[:1]:
+        serving = [e.variant for e in rollout.state(project, config.app_alias).entries]
+        for name in serving or server.router.variant_names()[:1]:
             with console.status(f"loading variant {name}..."):
                 server.variant(name).engine  # noqa: B018  (loads and caches the engine)
     bind_host, bind_port = host or config.host, port or config.port
