@@ -12,6 +12,7 @@ archives, base backups and replicas' copies; they age out with the backup retent
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 
 from tuneloop.store import Store
@@ -49,7 +50,14 @@ def _sqlite(store: Store) -> PurgeReport:
         # The store's connections run in autocommit mode (BEGIN is issued explicitly), so VACUUM,
         # which cannot run inside a transaction, runs as is.
         conn.execute("PRAGMA secure_delete=ON")
-        conn.execute("VACUUM")
+        try:
+            conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            # Another process kept the database busy past the timeout; the rows are gone and
+            # their pages zeroed (secure_delete), but the file keeps its free pages for now.
+            report.limits.append(f"VACUUM could not run ({exc}); stop the server and run the "
+                                 "same `tuneloop erase` again (it is safe to repeat)")
+            return report
         report.actions.append("VACUUM (file rewritten without free pages)")
         busy, _log_pages, moved = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
