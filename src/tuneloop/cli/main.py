@@ -15,7 +15,9 @@ from tuneloop.cli import eval as eval_cli
 from tuneloop.cli import flywheel as flywheel_cli
 from tuneloop.cli import rag as rag_cli
 from tuneloop.cli import rollout as rollout_cli
+from tuneloop.cli import runs as runs_cli
 from tuneloop.cli import serve as serve_cli
+from tuneloop.cli import train as train_cli
 from tuneloop.cli._common import Context, err_console
 from tuneloop.cli.demo import demo
 from tuneloop.cli.init import init
@@ -58,6 +60,8 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(rag_cli.app, name="rag")
 app.add_typer(eval_cli.app, name="eval")
 app.command("serve")(serve_cli.serve)
+app.command("train")(train_cli.train)
+app.add_typer(runs_cli.app, name="runs")
 app.add_typer(rollout_cli.app, name="rollout")
 app.command("enrich")(flywheel_cli.enrich.enrich)
 app.add_typer(flywheel_cli.review.app, name="review")

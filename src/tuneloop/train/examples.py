@@ -1,0 +1,133 @@
+"""Training examples: chat records read from a dataset version, tokenised with the base model's
+chat template, with labels on the assistant's tokens only.
+
+The chat template is applied to the whole conversation once; which characters belong to each
+assistant turn is found by rendering the conversation up to that turn with and without it, so
+any template (ChatML, Llama, ...) works without needing `{% generation %}` markers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneloop.errors import DataError, TrainingError
+
+IGNORE_INDEX = -100  # the label value transformers' loss skips
+
+
+@dataclass
+class TokenizedExample:
+    """One conversation as token ids, with labels equal to the ids on assistant tokens only."""
+
+    id: str
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+@dataclass
+class TokenizeReport:
+    """What tokenisation kept and dropped, for the run summary."""
+
+    kept: int = 0
+    truncated: int = 0
+    dropped_no_assistant: list[str] = field(default_factory=list)
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Read a split's JSONL (`{"id", "messages": [...], ...}` per line), checking every line.
+
+    A malformed line raises `DataError` naming the file and line.
+    """
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON ({exc.msg})", path=str(path),
+                                line=number) from None
+            messages = record.get("messages") if isinstance(record, dict) else None
+            if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str) for m in messages
+            ):
+                raise DataError("expected an object with 'messages': a list of "
+                                "{'role': str, 'content': str}", path=str(path), line=number)
+            record.setdefault("id", f"{path.name}:{number}")
+            yield record
+
+
+def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], *,
+                          max_length: int, example_id: str = "") -> TokenizedExample:
+    """Token ids and assistant-only labels for one conversation, truncated to `max_length`."""
+    full_text = _render(tokenizer, messages, add_generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], add_generation_prompt=True)
+        through = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if not through.startswith(before) or not full_text.startswith(through):
+            raise TrainingError(
+                f"the chat template does not render conversations incrementally (example "
+                f"{example_id or '?'}), so the assistant's tokens cannot be located",
+                hint="use a base model whose chat template renders each turn after the previous")
+        # the template's trailing newline after the end-of-turn token is not worth learning
+        spans.append((len(before), len(through.rstrip())))
+    encoded = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = encoded["input_ids"]
+    labels = [IGNORE_INDEX] * len(ids)
+    for t, (start, end) in enumerate(encoded["offset_mapping"]):
+        if end > start and any(s <= start < e for s, e in spans):
+            labels[t] = ids[t]
+    return TokenizedExample(example_id, ids[:max_length], labels[:max_length],
+                            truncated=len(ids) > max_length)
+
+
+def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_length: int,
+                     system_prompt: str | None = None) -> tuple[list[TokenizedExample],
+                                                                 TokenizeReport]:
+    """Tokenise records; drop (and report) those left with no assistant token after truncation.
+
+    `system_prompt` is put first when a conversation has no system message, so the model is
+    trained in the same framing it is served in.
+    """
+    report = TokenizeReport()
+    out: list[TokenizedExample] = []
+    for record in records:
+        messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+        if system_prompt and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        example = tokenize_conversation(tokenizer, messages, max_length=max_length,
+                                        example_id=str(record["id"]))
+        if example.trained_tokens == 0:
+            report.dropped_no_assistant.append(str(record["id"]))
+            continue
+        report.truncated += example.truncated
+        report.kept += 1
+        out.append(example)
+    return out, report
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:
+    if not messages:
+        return ""
+    if not getattr(tokenizer, "chat_template", None):
+        raise TrainingError("the base model's tokenizer has no chat template",
+                            hint="pick a chat (instruct) base model, or add a chat_template to "
+                                 "its tokenizer_config.json")
+    return tokenizer.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)

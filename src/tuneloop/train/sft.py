@@ -1,0 +1,151 @@
+"""Supervised fine-tuning on transformers' Trainer: the model (LoRA through PEFT, or full), the
+training arguments derived from the run's parameters, and a thin Trainer subclass that counts
+the real (non-padding) tokens it trains on.
+
+Everything that decides the result (seed, data order, packing) is a pure function of the
+parameters, so a resumed run retraces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from tuneloop.errors import TrainingError
+
+
+class SFTTrainer(Trainer):
+    """Trainer that counts real training tokens (the collators report them as `num_tokens`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokens_seen = 0
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """Count the batch's real tokens when training, then compute the usual loss."""
+        tokens = inputs.pop("num_tokens", 0)
+        if model.training:
+            self.tokens_seen += int(tokens)
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+
+def load_tokenizer(base_dir: Path) -> Any:
+    """The base model's tokenizer, with a pad token (its end-of-turn token when it has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(base_dir: Path, params: dict[str, Any]) -> Any:
+    """The base model in float32 on CPU, wrapped with LoRA adapters when `method` is "lora"."""
+    torch.manual_seed(params["seed"])  # LoRA's initial weights come from the global generator
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32,
+                                                     attn_implementation="sdpa")
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot load the base model from {base_dir}: {exc}",
+                            hint="pass --base with a Hugging Face model folder") from None
+    model.config.use_cache = False
+    if params["method"] == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = params["lora_target_modules"]
+        lora = LoraConfig(r=int(params["lora_r"]), lora_alpha=int(params["lora_alpha"]),
+                          lora_dropout=float(params["lora_dropout"]), target_modules=targets,
+                          task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    return model
+
+
+def training_arguments(params: dict[str, Any], output_dir: Path, *, has_eval: bool,
+                       mlflow: bool) -> TrainingArguments:
+    """Trainer's arguments from the run's parameters (config merged with overrides)."""
+    early = has_eval and params.get("early_stopping_patience")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    eval_steps = int(params["eval_steps"])
+    save_steps = int(params["save_steps"])
+    if early and save_steps % eval_steps:
+        raise TrainingError(
+            f"early stopping keeps the best checkpoint, so save_steps ({save_steps}) must be a "
+            f"multiple of eval_steps ({eval_steps})",
+            hint="set training.save_steps to a multiple of training.eval_steps in tuneloop.yaml")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=float(params["epochs"]),
+        max_steps=int(params.get("max_steps") or -1),
+        per_device_train_batch_size=int(params["batch_size"]),
+        per_device_eval_batch_size=int(params["batch_size"]),
+        gradient_accumulation_steps=int(params["gradient_accumulation"]),
+        learning_rate=float(params["learning_rate"]),
+        lr_scheduler_type=params["lr_scheduler"],
+        warmup_steps=float(params["warmup_ratio"]),  # a float below 1 is a ratio of all steps
+        weight_decay=0.0,
+        logging_steps=1,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2,
+        load_best_model_at_end=bool(early),
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        restore_callback_states_from_checkpoint=True,
+        seed=int(params["seed"]),
+        data_seed=int(params["seed"]),
+        train_sampling_strategy="random" if params["packing"] else "group_by_length",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        report_to=["mlflow"] if mlflow else "none",
+        run_name=params.get("run_name"),
+        disable_tqdm=True,
+        save_only_model=False,
+        ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def build_trainer(model: Any, tokenizer: Any, train_rows: list[dict], eval_rows: list[dict],
+                  params: dict[str, Any], output_dir: Path,
+                  callbacks: list[TrainerCallback]) -> SFTTrainer:
+    """A ready-to-run `SFTTrainer` on already tokenised (and packed) rows."""
+    from tuneloop.train.packing import PackedCollator, PaddedCollator
+
+    collator_class = PackedCollator if params["packing"] else PaddedCollator
+    mlflow = bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    if mlflow:
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise TrainingError("MLFLOW_TRACKING_URI is set but mlflow is not installed",
+                                hint="pip install 'tuneloop[mlflow]', or unset "
+                                     "MLFLOW_TRACKING_URI")
+    args = training_arguments(params, output_dir, has_eval=bool(eval_rows), mlflow=mlflow)
+    if args.load_best_model_at_end:
+        callbacks = [*callbacks,
+                     EarlyStoppingCallback(int(params["early_stopping_patience"]))]
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_rows,
+        eval_dataset=eval_rows or None,
+        data_collator=collator_class(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    # our progress callback reports instead; Trainer's printer would dump raw dicts to stdout
+    trainer.remove_callback(PrinterCallback)
+    return trainer

@@ -1,0 +1,88 @@
+"""Tokenisation for training: labels only on the assistant's tokens; packing without leaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuneloop.errors import DataError
+from tuneloop.train.examples import IGNORE_INDEX, read_records, tokenize_conversation
+from tuneloop.train.packing import PackedCollator, pack
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from tuneloop.engines.testing import smollm2_tokenizer_dir
+
+    return AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+
+
+def _chat(question: str, answer: str, follow_up: str = "", second: str = "") -> list[dict]:
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer}]
+    if follow_up:
+        messages += [{"role": "user", "content": follow_up},
+                     {"role": "assistant", "content": second}]
+    return messages
+
+
+def test_only_assistant_tokens_carry_labels(tokenizer) -> None:
+    example = tokenize_conversation(
+        tokenizer, _chat("Where is my invoice?", "Under Billing.", "And refunds?",
+                         "Within 14 days."), max_length=512)
+    trained = tokenizer.decode([t for t, lab in zip(example.input_ids, example.labels,
+                                                    strict=True) if lab != IGNORE_INDEX])
+    assert trained == "Under Billing.<|im_end|>Within 14 days.<|im_end|>"
+    untrained = tokenizer.decode([t for t, lab in zip(example.input_ids, example.labels,
+                                                      strict=True) if lab == IGNORE_INDEX])
+    assert "Where is my invoice?" in untrained and "Be brief." in untrained
+    assert "Under Billing" not in untrained
+
+
+def test_packed_conversations_see_only_themselves(tokenizer, tmp_path: Path) -> None:
+    """Logits of a conversation are the same packed beside another as alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tuneloop.engines.testing import tiny_llama
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama(tmp_path), dtype=torch.float32,
+                                                 attn_implementation="sdpa").eval()
+    first = tokenize_conversation(tokenizer, _chat("Hi", "Hello there."), max_length=256)
+    second = tokenize_conversation(tokenizer, _chat("Reset my password", "Use the link."),
+                                   max_length=256)
+    rows = pack([first, second], max_length=256)
+    assert len(rows) == 1 and len(rows[0]) == len(first) + len(second)
+    batch = PackedCollator(tokenizer.pad_token_id)([vars(rows[0])])
+    batch.pop("num_tokens")
+    with torch.no_grad():
+        # no KV cache, as in training: the packed mask is built from the position ids then
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                       use_cache=False).logits
+        alone = model(input_ids=torch.tensor([second.input_ids])).logits
+    start = len(first)  # pack keeps the original order inside a row
+    assert torch.allclose(packed[0, start:start + len(second)], alone[0], atol=1e-4)
+
+
+def test_packing_never_splits_or_overfills_a_row(tokenizer) -> None:
+    examples = [tokenize_conversation(tokenizer, _chat(f"Question {i}?", "Answer " * (i % 7)),
+                                      max_length=64, example_id=str(i)) for i in range(40)]
+    rows = pack(examples, max_length=64)
+    assert all(len(r) <= 64 for r in rows)
+    assert sorted(i for r in rows for i in r.example_ids) == sorted(e.id for e in examples)
+    assert sum(len(r) for r in rows) == sum(len(e) for e in examples)
+    assert len(rows) <= len(examples) // 2  # ~30-token conversations, two or more per row
+
+
+def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    good = json.dumps({"id": "a", "messages": [{"role": "user", "content": "hi"}]})
+    path.write_text(good + "\n" + '{"id": "b", "messages": "oops"}\n', encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        list(read_records(path))
+    assert f"{path}:2:" in str(caught.value)
