@@ -96,7 +96,8 @@ def test_near_duplicates_of_existing_examples_are_dropped(project: Project) -> N
     ivy = person(project, "ivy")
     question = "How do I share a folder with a colleague who is outside my company account?"
     answer = "Open the folder, choose Share, type their e-mail address and pick Can view."
-    rate(project, ivy, log_request(project, question, answer), rating=1)
+    first_id = log_request(project, question, answer)
+    rate(project, ivy, first_id, rating=1)
     first = enrich(project, ivy, "from-logs").version
     assert first is not None and len(records(first)) == 1
 
@@ -106,10 +107,13 @@ def test_near_duplicates_of_existing_examples_are_dropped(project: Project) -> N
     rate(project, ivy, new, rating=1)
     report = enrich(project, ivy, "from-logs", filters=Filters(since=utcnow() -
                                                                dt.timedelta(minutes=5)))
-    assert report.version is not None
+    assert report.version is not None and report.version.id != first.id
     kept = {r["metadata"]["request_id"] for r in records(report.version)}
-    assert new in kept and again not in kept
+    # The new version is the first one plus what is new: the near copy is not.
+    assert kept == {first_id, new}
     assert report.counts["near_duplicate"] >= 2  # the old one (seen in v1) and its near copy
+    assert report.version.manifest["lineage"]["parent"] == first.ref
+    assert report.version.manifest["lineage"]["new_request_ids"] == [new]
 
 
 @sqlite_only

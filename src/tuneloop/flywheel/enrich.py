@@ -7,9 +7,11 @@ For each selected request (answered, not a shadow copy):
 - an answer rated down (rating < 0) without a correction goes to the review queue, not the data;
 - unrated answers are skipped unless asked for.
 
-Near duplicates of the examples already in the datasets compared against (and of each other) are
-dropped. Each record's `metadata.request_id` (and the manifest's `lineage.request_ids`) point back
-to the log. Using Tier 2 logs is a `train` use of `logs:VARIANT`, so it needs an approval.
+The new version holds the previous version of the same name plus the new examples (a version is
+immutable, so enriching again makes a new one). Near duplicates of the examples already in the
+datasets compared against (and of each other) are dropped. Each record's `metadata.request_id`
+(and the manifest's `lineage.request_ids`) point back to the log. Using Tier 2 logs is a `train`
+use of `logs:VARIANT`, so it needs an approval.
 The version is then trained and evaluated like any other (`tuneloop train NAME`).
 """
 
@@ -100,14 +102,17 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     candidates = _candidates(project, logs, feedback, items, filters, report)
     threshold = threshold or _threshold(project, name)
     dedup = NearDuplicates(threshold)
-    for existing in _existing(project, name, against):
+    previous = _previous(project, name)
+    compared = _existing(project, name, against)
+    if previous is not None and previous.ref not in {v.ref for v in compared}:
+        compared.append(previous)
+    for existing in compared:
         for split in SPLITS:
             for record in existing.iter_split(split):
                 dedup.add(_text(record["messages"]))
     built = []
     for cand in candidates:
-        messages = [{"role": m.get("role", "user"), "content": str(m.get("content") or "")}
-                    for m in cand.log.prompt] + [{"role": "assistant", "content": cand.answer}]
+        messages = [*_messages(cand.log.prompt), {"role": "assistant", "content": cand.answer}]
         built.append((cand, messages, dedup.add(_text(messages))))
     # The existing examples were added first, so a new one whose cluster root is earlier (an
     # existing example or an earlier new one) is the near duplicate, never the other way round.
@@ -131,9 +136,13 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     used = [log for log in logs if log.id in kept]
     tier = max(log.tier for log in used)
     # Taint: the version derives from the Tier 2 logs it holds, named as the approval names them.
-    roots = sorted({f"logs:{log.variant or 'unrouted'}" for log in used if log.tier >= 2})
-    report.version = _write(project, actor, name, records, tier, roots, approvals, filters,
-                            report)
+    roots = {f"logs:{log.variant or 'unrouted'}" for log in used if log.tier >= 2}
+    if previous is not None:
+        tier = max(tier, previous.tier)
+        roots |= previous.roots
+        approvals = sorted({*approvals, *previous.approvals})
+    report.version = _write(project, actor, name, records, tier, sorted(roots), approvals,
+                            filters, report, previous)
     return report
 
 
@@ -231,6 +240,24 @@ def _existing(project: Project, name: str, against: Iterable[str] | None) -> lis
     return found
 
 
+def _messages(prompt: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The logged prompt in the roles training records use (OpenAI's `developer` is a system
+    message; tool messages carry no conversation a model should learn to write)."""
+    out = []
+    for m in prompt:
+        role = "system" if m.get("role") == "developer" else m.get("role")
+        if role in ("system", "user", "assistant"):
+            out.append({"role": str(role), "content": str(m.get("content") or "")})
+    return out
+
+
+def _previous(project: Project, name: str) -> DatasetVersion | None:
+    try:
+        return get_version(project, name)
+    except NotFound:
+        return None
+
+
 def _text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(str(m.get("content") or "") for m in messages)
 
@@ -247,9 +274,11 @@ def _split_of(rid: str) -> str:
 
 
 def _write(project: Project, actor: Actor, name: str, records: list[dict[str, Any]], tier: int,
-           roots: list[str], approvals: list[int], f: Filters,
-           report: EnrichReport) -> DatasetVersion:
-    by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+           roots: list[str], approvals: list[int], f: Filters, report: EnrichReport,
+           previous: DatasetVersion | None) -> DatasetVersion:
+    # Earlier examples keep their split, so a test example never moves into training.
+    by_split: dict[str, list[dict[str, Any]]] = {
+        s: list(previous.iter_split(s)) if previous is not None else [] for s in SPLITS}
     for record in records:
         by_split[_split_of(record["id"])].append(record)
     if not by_split["train"]:
@@ -272,7 +301,11 @@ def _write(project: Project, actor: Actor, name: str, records: list[dict[str, An
             "approvals": approvals, "counts": {s: len(v) for s, v in by_split.items()},
             "recipe": {"kind": "enrich", "filters": _jsonable(f)},
             "steps": dict(report.counts),
-            "lineage": {"request_ids": [r["metadata"]["request_id"] for r in records],
+            "lineage": {"request_ids": [r["metadata"]["request_id"] for s in SPLITS
+                                        for r in by_split[s]
+                                        if (r.get("metadata") or {}).get("request_id")],
+                        "new_request_ids": report.request_ids,
+                        "parent": previous.ref if previous is not None else None,
                         "queued_for_review": report.queued},
         }
         return publish(project, staging, manifest, created_by=actor.name)
