@@ -100,6 +100,11 @@ def test_reindex_embeds_only_changed_documents(kb):
     assert after["handbook:sso.md#0"] != before["handbook:sso.md#0"]
     hits = search(project, people["me"], "OIDC client secret", top_k=1)
     assert hits[0].doc_id == "handbook:sso.md" and "client secret" in hits[0].text
+    # New chunking settings make every document's chunks stale.
+    (project.root / "tuneloop.yaml").write_text(CONFIG.replace("chunk_tokens: 128",
+                                                               "chunk_tokens: 96"))
+    rechunked = index_knowledge_base(Project.open(project.root), people["me"])
+    assert len(rechunked.updated) == 5 and rechunked.unchanged == 0
 
 
 def test_deleted_document_leaves_the_index(kb):
