@@ -138,6 +138,6 @@ def content_hash(path: Path) -> str:
         if path.is_dir():
             digest.update(file.relative_to(path).as_posix().encode() + b"\0")
         with file.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+            while block := handle.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()

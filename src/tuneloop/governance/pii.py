@@ -437,7 +437,9 @@ class Redactor:
         out = []
         for text in texts:
             findings = self.find(text) if text else []
-            parts, counts, cursor = [], Counter(), 0
+            parts: list[str] = []
+            counts: Counter[str] = Counter()
+            cursor = 0
             for f in findings:
                 value = text[f.start:f.end]
                 parts.append(text[cursor:f.start])
