@@ -77,7 +77,7 @@ def indexed(project: Project, people: dict):
 
 def chunk_pks(project: Project) -> dict[str, int]:
     with project.store.session(write=False) as session:
-        return dict(session.execute(select(RagChunk.chunk_id, RagChunk.id)).tuples().all())
+        return dict(session.execute(select(RagChunk.chunk_id, RagChunk.id)).all())
 
 
 def test_reindex_embeds_only_changed_documents(kb):
