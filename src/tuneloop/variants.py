@@ -158,7 +158,8 @@ class Variant:
             ),
             "",
         )
-        hits = retrieve.search(self.project, actor, query, top_k=self.config.retrieval.top_k)
+        hits = retrieve.search(self.project, actor, query, top_k=self.config.retrieval.top_k,
+                               reranker=self.config.retrieval.reranker)
         engine = self.engine
 
         def count(text: str) -> int:
