@@ -9,6 +9,7 @@ from tuneloop.store import (
     flywheel,  # noqa: F401
     models,  # noqa: F401
     rag,  # noqa: F401
+    registry,  # noqa: F401
     runs,  # noqa: F401
     serving,  # noqa: F401
 )
