@@ -13,12 +13,14 @@ from tuneloop.cli import approvals, audit, db, keys
 from tuneloop.cli import data as data_cli
 from tuneloop.cli import eval as eval_cli
 from tuneloop.cli import flywheel as flywheel_cli
+from tuneloop.cli import models as models_cli
 from tuneloop.cli import rag as rag_cli
 from tuneloop.cli import rollout as rollout_cli
 from tuneloop.cli import runs as runs_cli
 from tuneloop.cli import serve as serve_cli
 from tuneloop.cli import train as train_cli
 from tuneloop.cli._common import Context, err_console
+from tuneloop.cli.chat import chat
 from tuneloop.cli.demo import demo
 from tuneloop.cli.init import init
 from tuneloop.errors import TuneloopError
@@ -58,6 +60,8 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(rag_cli.app, name="rag")
+app.add_typer(models_cli.app, name="models")
+app.command("chat")(chat)
 app.add_typer(eval_cli.app, name="eval")
 app.command("serve")(serve_cli.serve)
 app.command("train")(train_cli.train)
