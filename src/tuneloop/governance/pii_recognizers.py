@@ -1,0 +1,353 @@
+"""The recognizers behind `governance.pii.Redactor`, each with Presidio's `analyze` interface.
+
+Presidio's pattern recognizers (e-mail, credit card, IBAN, IP address, US SSN) are used as they
+are, run by `_FastPatterns`; phone numbers, secrets and person names have recognizers of our own.
+`recognizers(entities)` builds one per entity type, each with a cheap pre-check.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+# Our own recognizers (secrets, phone numbers, person names) follow Presidio's recognizer
+# interface, so they could also be added to a Presidio AnalyzerEngine.
+
+
+_SECRET_KEYS = (r"pass(?:word|wd|phrase)?|pwd|secret|client[_-]?secret|token|access[_-]?token|"
+                r"refresh[_-]?token|auth[_-]?token|api[_-]?key|apikey|access[_-]?key|"
+                r"secret[_-]?key|private[_-]?key|credentials?")
+_SECRET_PATTERNS = [
+    # key=value, key: value, "key": "value": only the value is secret
+    re.compile(r"(?i)\b(?:" + _SECRET_KEYS + r")[\"']?\s*(?:=|:|\bis\b)\s*[\"']?"
+               r"(?P<value>[^\s\"',;]{4,})"),
+    re.compile(r"(?i)\bbearer\s+(?P<value>[A-Za-z0-9._~+/=-]{12,})"),
+    re.compile(r"\b(?P<value>(?:AKIA|ASIA)[0-9A-Z]{16})\b"),
+    re.compile(r"\b(?P<value>gh[pousr]_[A-Za-z0-9]{30,})\b"),
+    re.compile(r"\b(?P<value>xox[abposr]-[A-Za-z0-9-]{10,})\b"),
+    re.compile(r"\b(?P<value>(?:sk|pk|rk)[-_](?:live_|test_|proj-)?[A-Za-z0-9_-]{20,})\b"),
+    re.compile(r"\b(?P<value>tl_[0-9a-f]{8}_[A-Za-z0-9_-]{20,})"),
+    re.compile(r"\b(?P<value>AIza[0-9A-Za-z_-]{35})\b"),
+    re.compile(r"\b(?P<value>eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"),
+    re.compile(r"(?P<value>-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----)",
+               re.S),
+]
+
+# One search that any secret needs to pass before the ten patterns above are tried.
+_SECRET_HINT = (r"(?i)pass|pwd|secret|token|key|auth|bearer|credential|AKIA|ASIA|gh[pousr]_|xox|"
+                r"[spr]k[-_]|tl_|AIza|eyJ|PRIVATE")
+
+
+class SecretRecognizer:
+    """Credentials: password/token/api_key = value, bearer tokens and well-known key formats."""
+
+    supported_entities = ["SECRET"]
+    context: list[str] = []
+
+    def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[Any]:
+        """Presidio-style results for every secret value in `text`."""
+        return [_result("SECRET", m.start("value"), m.end("value"), 0.9)
+                for pattern in _SECRET_PATTERNS for m in pattern.finditer(text)]
+
+
+_PHONE = re.compile(
+    r"(?<![\w+#/.-])(?P<value>(?:\+\d{1,3}[\s.-]?)?(?:\(0\)\s?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,12}"
+    r"(?:[\s.-]\d{2,8}){0,5}(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?)(?![\w/-]|\.\d)")
+_DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
+
+
+class PhoneNumberRecognizer:
+    """Phone numbers in any common layout, checked for a possible length by `phonenumbers`.
+
+    Presidio's PhoneRecognizer runs the `phonenumbers` matcher once per region and accepts only
+    numbers valid in a numbering plan; ours finds candidates with one pattern and asks
+    `phonenumbers` whether each is a possible number, which is faster and also catches numbers
+    from ranges a plan does not (yet) assign.
+    """
+
+    supported_entities = ["PHONE_NUMBER"]
+    context = ["phone", "call", "mobile", "cell", "tel", "fax", "number", "reach me"]
+
+    def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[Any]:
+        """Presidio-style results for every phone number in `text`."""
+        import phonenumbers
+
+        out = []
+        for match in _PHONE.finditer(text):
+            value = match.group("value")
+            digits = sum(ch.isdigit() for ch in value.split("x")[0].split("ext")[0])
+            if not 7 <= digits <= 15 or _DATE.match(value):
+                continue
+            try:
+                number = phonenumbers.parse(value, "US")
+            except phonenumbers.NumberParseException:
+                continue
+            if not phonenumbers.is_possible_number(number) and digits < 10:
+                continue
+            grouped = value.startswith("+") or "(" in value or bool(re.search(r"\d[\s.-]\d", value))
+            out.append(_result("PHONE_NUMBER", match.start("value"), match.end("value"),
+                               0.6 if grouped else 0.3))
+        return out
+
+
+_TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra)\.?"
+_PARTICLES = r"(?:van|von|de|der|den|del|della|da|di|du|le|la|dos|das|bin|ter|ten|zu|mac|st\.)"
+_WORD = r"[A-Z][^\W\d_]*(?:['’-][A-Za-z][^\W\d_]*)*"
+# A run of capitalised words, allowing name particles inside ("Ana de la Cruz").
+_RUN = re.compile(rf"(?<![\w@.])(?:{_TITLES}\s+)?{_WORD}(?:[ \t]+(?:{_PARTICLES}[ \t]+)*{_WORD})*")
+_TITLE_HEAD = re.compile(rf"^{_TITLES}\s+")
+# Cues that announce a name just after them, on the same line or the next (a blank line between
+# "Hey," and "Two-factor codes..." starts a paragraph, not a name).
+_CUE = re.compile(
+    r"(?i)(?:\bmy name is|\bname is|\bname:|\bi am|\bi'm|\bthis is|\bdear|\bhi|\bhello|\bhey|"
+    r"\bthanks|\bthank you|\bregards|\bcheers|\bbest|\bsincerely|\bwarmly|\byours|"
+    r"\bcolleagues?|\bco-?workers?|\bmanager|\bboss|\bcontact|\bcc:?|\bsigned|\bspoke (?:with|to)|"
+    r"\btalked to|\bask(?:ed)?|\bfrom|\bby|\bwith|\band|\bfor|\bsaid|\bto|\bper|\bteammate|"
+    r"\bclient|\bcustomer|\buser|\bemployee|\bagent|\bassigned to|\breach(?:ed)? out to|"
+    r"\bon behalf of|\bforwarded by|\bcopying|\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*$")
+_STRONG_CUE = re.compile(
+    r"(?i)(?:\bmy name is|\bname is|\bname:|\bi am|\bi'm|\bthis is|\bdear|\bhi|\bhello|\bhey|"
+    r"\bthanks|\bthank you|\bregards|\bcheers|\bsincerely|\bcolleagues?|\bco-?workers?|"
+    r"\bmanager|\bcc:?|\bsigned|\bspoke (?:with|to)|\bteammate|\bon behalf of|\bforwarded by|"
+    r"\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*$")
+# Capitalised words in support text that are not names even when the lexicon lists them.
+_NOT_NAMES = frozenset("""
+a an the and or but if of to in on at by for with from as is it its be are was were will would can
+could should may might must shall do does did have has had not no yes so too very just also still
+here there this that these those my your our their his her we you they he she i me us them
+hi hello hey dear thanks thank regards cheers best kind sincerely please sorry ok okay
+i'm i've i'll i'd we're we've it's that's there's don't can't won't isn't
+january february march april may june july august september october november december
+monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday
+team support billing account admin owner customer client user agent manager service services
+help desk ticket issue order invoice refund plan plans pro premium basic business enterprise free
+mac windows linux android ios chrome safari firefox edge google microsoft apple sync desktop
+mobile web app api sso saml oidc scim vpn dns http https url id pdf csv new old north south east
+west street road avenue city london paris berlin york san santa los las united states kingdom
+error warning note update version release status incident hotfix beta security privacy gdpr
+card bank phone email mail address number code key token password folder file files link
+""".split())  # noqa: SIM905 (a word list reads better as text)
+
+# Words that make a capitalised run an organisation or a team, not a person ("Long PLC").
+_ORG_WORDS = frozenset("""
+support team desk inc llc plc ltd gmbh ag kg co corp corporation company group foundation stiftung
+bank university institute services solutions systems labs partners holdings associates sa srl bv
+""".split())  # noqa: SIM905
+
+
+@functools.cache
+def first_names() -> frozenset[str]:
+    """First names from the `gender-guesser` package's dictionary (about 45,000, many countries)."""
+    raw = importlib.resources.files("gender_guesser").joinpath("data/nam_dict.txt").read_bytes()
+    names: set[str] = set()
+    for line in raw.decode("iso-8859-1").splitlines():
+        if not line or line[0] in "#=":
+            continue
+        name = line[3:29].strip().replace("+", "-").lower()
+        if len(name) > 1:
+            names.add(name)
+            names.add(_fold(name))
+    return frozenset(names - _NOT_NAMES)
+
+
+def _fold(word: str) -> str:
+    return unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode().lower()
+
+
+class PersonRecognizer:
+    """Person names: a known first name followed by capitalised words, or a name after a cue."""
+
+    supported_entities = ["PERSON"]
+    context: list[str] = []
+
+    def __init__(self) -> None:
+        self.names = first_names()
+
+    def _is_first_name(self, word: str) -> bool:
+        low = word.lower()
+        return low not in _NOT_NAMES and (low in self.names or _fold(word) in self.names)
+
+    def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[Any]:
+        """Presidio-style results for every person name found in `text`."""
+        out = []
+        for match in _RUN.finditer(text):
+            start, run = match.start(), match.group()
+            head = _TITLE_HEAD.match(run)
+            titled = head is not None
+            if head:
+                start += head.end()
+                run = run[head.end():]
+            words = run.split()
+            if any(w.lower().strip(".,&") in _ORG_WORDS for w in words):
+                continue
+            # Trim trailing words that are clearly not part of a name ("Anna Berg Billing").
+            while words and words[-1].lower() in _NOT_NAMES:
+                words.pop()
+            while words and words[0].lower() in _NOT_NAMES:
+                start = text.index(words[1], start) if len(words) > 1 else start
+                words.pop(0)
+            if not words:
+                continue
+            words = words[:4]
+            before = text[max(0, start - 30):start]
+            known = self._is_first_name(words[0])
+            if known and len(words) >= 2:
+                score = 0.85
+            elif known and (_CUE.search(before) or titled or _sign_off(text, start, words)):
+                score = 0.8
+            elif known and not _sentence_start(text, start):
+                score = 0.6
+            elif titled or (_STRONG_CUE.search(before) and len(words) <= 3):
+                score = 0.7
+            else:
+                continue
+            end = text.index(words[-1], start) + len(words[-1])
+            out.append(_result("PERSON", start, end, score))
+        return out
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    prefix = text[:start].rstrip()
+    return not prefix or prefix[-1] in ".!?:\n\"'("
+
+
+def _sign_off(text: str, start: int, words: list[str]) -> bool:
+    # A name alone on the last line of a message ("...\nAnna").
+    end = text.find("\n", start)
+    rest = text[start:] if end < 0 else text[start:end]
+    return rest.strip().rstrip(".!") == " ".join(words) and (start == 0 or text[start - 1] == "\n")
+
+
+def _result(entity: str, start: int, end: int, score: float) -> Any:
+    from presidio_analyzer import RecognizerResult  # loaded by _presidio() first
+
+    return RecognizerResult(entity_type=entity, start=start, end=end, score=score)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _presidio() -> Any:
+    """Import presidio_analyzer without the torch/transformers integrations it does not need here.
+
+    Its package imports its Hugging Face NLP engine, and through it torch and transformers, which
+    costs 10-30 s; only its pattern recognizers are used, so those two imports are made to fail
+    (Presidio and thinc treat that as "not installed") unless the process already has them.
+    Called once, at the first Redactor, normally before any thread could import torch itself.
+    """
+    import sys
+
+    blocked = [name for name in ("torch", "transformers") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import presidio_analyzer
+    finally:
+        for name in blocked:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+    return presidio_analyzer
+
+
+@functools.cache
+def _offline_tld_extractor() -> Any:
+    import tldextract
+
+    # No suffix-list download: the snapshot shipped with tldextract is enough to validate domains.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+
+def recognizers(entities: Iterable[str]) -> list[tuple[Any, re.Pattern[str] | None]]:
+    """One recognizer per wanted entity, each with a cheap pre-check that skips hopeless texts."""
+    _presidio()
+    from presidio_analyzer import Pattern
+    from presidio_analyzer.predefined_recognizers import (
+        EmailRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        UsSsnRecognizer,
+    )
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        # Presidio's pattern backtracks heavily (milliseconds per text); this one is linear and
+        # finds the same addresses, which tldextract then validates as Presidio does.
+        PATTERNS = [Pattern("Email", r"(?<![\w.+-])[\w.!#$%&'*+/=?^`{|}~-]*\w@\w+(?:-+\w+)*"
+                                     r"(?:\.\w+(?:-+\w+)*)+\b", 0.5)]
+
+        def validate_result(self, pattern_text: str) -> bool:
+            return _offline_tld_extractor()(pattern_text).fqdn != ""
+
+    factories: dict[str, tuple[Any, str | None]] = {
+        "EMAIL_ADDRESS": (lambda: _FastPatterns(OfflineEmailRecognizer()), r"@"),
+        "PHONE_NUMBER": (PhoneNumberRecognizer, r"\d(?:[\s().+/-]{0,3}\d){6}"),
+        "CREDIT_CARD": (_card_recognizer, r"\d(?:[\s-]?\d){11}"),
+        "IBAN_CODE": (IbanRecognizer, r"\b[A-Z]{2}\d{2}"),
+        "IP_ADDRESS": (lambda: _FastPatterns(IpRecognizer()),
+                       r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d|[0-9a-fA-F]{1,4}::?[0-9a-fA-F]{0,4}:"),
+        "US_SSN": (lambda: _FastPatterns(UsSsnRecognizer()), r"\d{3}[\s.-]?\d{2}[\s.-]?\d{4}"),
+        "SECRET": (SecretRecognizer, _SECRET_HINT),
+        "PERSON": (PersonRecognizer, r"[A-Z]"),
+    }
+    out = []
+    for entity in entities:
+        if entity not in factories:
+            raise ValueError(f"cannot redact {entity!r}; supported: {', '.join(factories)}")
+        factory, check = factories[entity]
+        out.append((factory(), re.compile(check) if check else None))
+    return out
+
+
+class _FastPatterns:
+    """A Presidio PatternRecognizer run with the standard `re` module and its own validators.
+
+    Presidio's matching loop (the `regex` module with a timeout, an explanation object per
+    match) costs more than the matching itself; this applies the same patterns, scores,
+    `validate_result` and `invalidate_result` in a plain loop. Falls back to Presidio's own
+    `analyze` when a pattern is not valid for `re`.
+    """
+
+    def __init__(self, recognizer: Any) -> None:
+        self.recognizer = recognizer
+        self.supported_entities = recognizer.supported_entities
+        self.context = recognizer.context or []
+        try:
+            self.patterns = [(re.compile(pat.regex, recognizer.global_regex_flags), pat.score)
+                             for pat in recognizer.patterns]
+        except re.error:
+            self.patterns = []
+
+    def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[Any]:
+        """Presidio-style results, as the wrapped recognizer would give them."""
+        if not self.patterns:
+            return self.recognizer.analyze(text, entities, nlp_artifacts)
+        entity = self.supported_entities[0]
+        out = []
+        for pattern, base in self.patterns:
+            for match in pattern.finditer(text):
+                value = match.group()
+                if not value:
+                    continue
+                valid = self.recognizer.validate_result(value)
+                if valid is False or self.recognizer.invalidate_result(value):
+                    continue
+                out.append(_result(entity, match.start(), match.end(), 1.0 if valid else base))
+        return out
+
+
+def _card_recognizer() -> Any:
+    _presidio()
+    from presidio_analyzer import Pattern
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    # Presidio's pattern predates Mastercard's 2221-2720 range; add it (Luhn still decides).
+    two_series = Pattern("Mastercard 2-series", r"\b2[2-7]\d{2}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b",
+                         0.3)
+    return _FastPatterns(CreditCardRecognizer(patterns=[*CreditCardRecognizer.PATTERNS,
+                                                        two_series]))
+
+
