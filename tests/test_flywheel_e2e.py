@@ -65,7 +65,8 @@ def test_served_feedback_becomes_a_trained_and_evaluated_model_with_lineage(
         api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
         for i, (question, good) in enumerate(QUESTIONS):
             raw = api.chat.completions.with_raw_response.create(
-                model="assistant", messages=[{"role": "user", "content": question}])
+                model="assistant", user=f"customer{i}@example.com",
+                messages=[{"role": "user", "content": question}])
             rid = raw.headers["x-request-id"]
             served.append(rid)
             # Half are corrected (the tiny model's answers are noise), one is only rated down.
@@ -97,4 +98,12 @@ def test_served_feedback_becomes_a_trained_and_evaluated_model_with_lineage(
     back = get_version(project, model.lineage["dataset_versions"][0])
     for rid in back.manifest["lineage"]["request_ids"]:
         assert requestlog.get(project.store, rid) is not None
+
+    # Erasing one customer marks the model trained on their request, and the variant serving it.
+    from tuneloop.flywheel.erasure import erase
+
+    erased = erase(project, project.actor(), "customer0@example.com")
+    assert erased.counts["request_logs"] == 1 and erased.counts["dataset_records"] == 1
+    assert model.name in erased.models and erased.variants == ["tuned"]
+    assert erased.residue == []
     project.close()
