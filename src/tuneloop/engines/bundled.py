@@ -72,6 +72,11 @@ def _convert(gguf_path: Path, target: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype="float32", **kwargs)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+        # The weights are already dequantised to f32, but transformers keeps the GGUF
+        # "quantizer" attached and refuses to save; drop it so a plain f32 model is written.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _DONE_MARKER).write_text(f"converted from {gguf_path.name}\n", encoding="utf-8")
