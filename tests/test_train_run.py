@@ -88,7 +88,8 @@ def test_training_lowers_loss_and_records_run_metrics_and_lineage(
     version = make_version(sqlite_project)
     reports = []
     result = train(sqlite_project, sqlite_project.actor(), version.ref, base=str(tiny_model),
-                   overrides={**FAST, "epochs": 4, "export_quantization": "f16"},
+                   overrides={**FAST, "epochs": 4, "export_quantization": "f16",
+                              "model_name": "tuned"},
                    progress=reports.append)
     curves = run_metrics(sqlite_project, result.run_id)
     losses = [v for _, v in curves["loss"]]
@@ -106,7 +107,16 @@ def test_training_lowers_loss_and_records_run_metrics_and_lineage(
     assert result.published is not None and result.published.gguf_path.is_file()
     assert result.published.agreement >= 0.8
     assert curves["parity_agreement"][0][1] == pytest.approx(result.published.agreement)
-    assert run.output_model == result.published.model_name
+    assert run.output_model == result.published.model_name == "tuned"
+    # the registry knows what each model was made from
+    from tuneloop.engines.registry import get_model
+
+    served, adapter = get_model(sqlite_project, "tuned"), get_model(sqlite_project, "tuned-adapter")
+    assert served.kind == "gguf" and adapter.kind == "adapter"
+    for model in (served, adapter):
+        assert model.lineage["run_id"] == result.run_id
+        assert model.lineage["dataset_versions"] == [version.ref]
+        assert model.base_model == str(tiny_model) and model.tier == 1
 
 
 def _adapter_weights(folder: Path) -> dict:
@@ -177,3 +187,29 @@ def test_two_process_gloo_run_completes_and_produces_a_model(
     run = runs[0]
     assert run.status == "completed" and run.summary["steps"] == 4
     assert (Path(run.output_dir) / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_approved_tier2_training_makes_a_tier2_model_with_its_approval_in_lineage(
+        sqlite_project: Project, tiny_model: Path) -> None:
+    from tuneloop.engines.registry import get_model
+    from tuneloop.governance import approvals
+    from tuneloop.governance.principals import actor_of, ensure_principal
+    from tuneloop.train.history import get_run
+    from tuneloop.train.run import train
+
+    version = make_version(sqlite_project, "tickets", tier=2, n_train=8)
+    with sqlite_project.store.session() as session:
+        privacy = actor_of(ensure_principal(session, "pia", role="privacy"))
+    me = sqlite_project.actor()
+    approval = approvals.request(sqlite_project.store, me, scope=["source:tickets"],
+                                 uses=["train"], purpose="fine-tune on tickets")
+    approvals.grant(sqlite_project.store, privacy, approval)
+    result = train(sqlite_project, me, version.ref, base=str(tiny_model), export=False,
+                   overrides={**FAST, "max_steps": 2})
+    assert result.tier == 2
+    run = get_run(sqlite_project, result.run_id)
+    assert run.tier == 2 and run.approvals == [str(approval)]
+    model = get_model(sqlite_project, result.model_name)
+    assert model.tier == 2 and list(model.roots) == ["source:tickets"]
+    assert model.lineage["approvals"] == [str(approval)]

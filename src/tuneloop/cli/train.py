@@ -36,6 +36,8 @@ def train(
     sweep: bool = typer.Option(False, "--sweep", help="Search lr, LoRA rank/alpha and epochs."),
     trials: int | None = typer.Option(None, "--trials", help="Sweep budget in trials."),
     timeout: float | None = typer.Option(None, "--timeout", help="Sweep budget in seconds."),
+    name: str | None = typer.Option(None, "--name", help="Register the served model under "
+                                    "this name (a variant's `model:`)."),
     export: bool = typer.Option(True, "--export/--no-export",
                                 help="Merge, export to GGUF and parity-check (default on)."),
 ) -> None:
@@ -56,7 +58,7 @@ def train(
         "batch_size": batch_size, "gradient_accumulation": grad_accum,
         "max_seq_length": max_seq_length, "lora_r": lora_r, "lora_alpha": lora_alpha,
         "packing": packing, "max_steps": max_steps, "seed": seed, "save_steps": save_steps,
-        "eval_steps": eval_steps,
+        "eval_steps": eval_steps, "model_name": name,
     }
     if resume is not None:
         with _progress() as report:

@@ -10,7 +10,7 @@ from tuneloop.config import TrainingConfig
 from tuneloop.errors import ConfigError
 
 # not in tuneloop.yaml, but settable per run (tests and benchmarks cap the number of steps)
-RUN_ONLY = {"max_steps": None, "run_name": None}
+RUN_ONLY = {"max_steps": None, "run_name": None, "model_name": None}
 
 
 def resolve_params(config: TrainingConfig, overrides: dict[str, Any] | None = None) -> dict:

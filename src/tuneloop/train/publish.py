@@ -44,11 +44,20 @@ def lineage(run_id: int, version: DatasetVersion, model: BaseModel,
             "approvals": approvals or [], "roots": sorted(_roots(version, model))}
 
 
+def adapter_name(params: dict[str, Any], version: DatasetVersion, run_id: int) -> str:
+    """The adapter's registered name. A chosen `model_name` goes to what serves: the GGUF export
+    when there is one (the adapter is then `NAME-adapter`), else the adapter itself."""
+    chosen = params.get("model_name")
+    if not chosen:
+        return f"{version.name}-run{run_id}"
+    return f"{chosen}-adapter" if params.get("export", True) else chosen
+
+
 def register_adapter(project: Project, run_id: int, version: DatasetVersion, model: BaseModel,
                      params: dict[str, Any], adapter_dir: Path, tier: int) -> str | None:
     """Register the adapter (or the fully fine-tuned model) under `NAME-runID`."""
     kind = "adapter" if params["method"] == "lora" else "merged"
-    name = f"{version.name}-run{run_id}"
+    name = adapter_name(params, version, run_id)
     registered = _register(project, name=name, kind=kind, path=adapter_dir, fmt="safetensors",
                            tier=tier, roots=_roots(version, model), base_model=model.name,
                            lineage=lineage(run_id, version, model, _approvals(project, run_id)))
@@ -89,7 +98,7 @@ def export_and_check(project: Project, run_id: int, version: DatasetVersion, mod
             f"registered",
             hint="export with less quantisation (training.export_quantization: f16) and "
                  f"retry, or inspect {gguf_path}")
-    name = f"{version.name}-run{run_id}-{quant}"
+    name = params.get("model_name") or f"{version.name}-run{run_id}-{quant}"
     _register(project, name=name, kind="gguf", path=gguf_path, fmt="gguf", tier=tier,
               roots=_roots(version, model), base_model=model.name,
               lineage={**lineage(run_id, version, model, _approvals(project, run_id)),

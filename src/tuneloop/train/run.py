@@ -58,6 +58,7 @@ def train(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
     model = resolve_base(project, base)
     params = resolve_params(project.config.training, overrides)
     params["base_dir"] = str(model.hf_dir)
+    params["export"] = export
 
     def start() -> int:
         approvals = require(project.store, actor, "train", _resources(version, model),
@@ -186,6 +187,7 @@ def publish_run(project: Project, run_id: int, *, export: bool = True) -> TrainR
         if run is None:
             raise NotFound(f"no run {run_id}", hint="`tuneloop runs list` shows the runs")
         params, ref, summary = dict(run.params), run.dataset_version, dict(run.summary)
+    params["export"] = export
     version = _version(project, ref)
     model = resolve_base(project, params.get("base_name"))
     model = BaseModel(model.name, Path(params["base_dir"]), model.tier, model.roots)
