@@ -71,7 +71,7 @@ class Redactor:
         found: list[Finding] = []
         lowered: str | None = None
         for recognizer, check in self._recognizers:
-            if check is not None and not check.search(text):
+            if not check(text):
                 continue
             for r in recognizer.analyze(text, recognizer.supported_entities, None):
                 if r.entity_type not in self.entities:
