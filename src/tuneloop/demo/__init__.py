@@ -72,10 +72,13 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 "Dana first tries to build the training set from the tickets without an "
                 "approval: the tool refuses and says what to request. Then she requests it, "
                 "and Priya (privacy team, a different person) grants it. Both are audited."):
-        from tuneloop.data.build import build_dataset
+        from tuneloop.data.sources import get_source
+        from tuneloop.governance import require
 
+        tickets = get_source(project, "tickets").resource
         try:
-            build_dataset(project, dana, "support", dry_run=True)
+            # The same gate every use of data passes through, asked before any approval exists.
+            require(project.store, dana, "train", [tickets], purpose="demo: before approval")
             console.print("   (an approval from an earlier run is still live)")
         except ApprovalRequired as refusal:
             console.print(f"   [red]refused:[/] {refusal.message}")
@@ -90,6 +93,8 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 "reason), redact personal data, drop exact and near duplicates, filter by "
                 "length in the model's tokens, split without letting near duplicates cross "
                 "splits, and write an immutable version whose id is a content hash."):
+        from tuneloop.data.build import build_dataset
+
         version = build_dataset(project, dana, "support")
         result.facts["dataset"] = f"{version.name}@{version.id}"
         result.paths["dataset"] = version.path
@@ -101,9 +106,20 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 "search with tier filters applied inside the query."):
         from tuneloop.rag.index import index_knowledge_base
 
-        report = index_knowledge_base(project, dana)
-        console.print(f"   {report}")
-        result.facts["index"] = str(report)
+        with _bar(console) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total or None)
+                bar.update(tasks[stage], completed=done, total=total or None)
+
+            report = index_knowledge_base(project, dana, progress)
+        console.print(f"   {len(report.added)} documents added, {len(report.updated)} updated, "
+                      f"{len(report.removed)} removed, {report.unchanged} unchanged; "
+                      f"{report.chunks_embedded} chunks embedded, {report.chunks_total} in the "
+                      "index")
+        result.facts["chunks"] = report.chunks_total
 
     with r.step("Fine-tune the bundled model with LoRA",
                 "SmolLM2-135M-Instruct learns the support team's reply style from the training "
@@ -111,8 +127,20 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 "exported to GGUF for llama.cpp and parity-checked against transformers."):
         from tuneloop.train.run import train
 
-        overrides = {"max_steps": options.train_max_steps} if options.train_max_steps else {}
-        trained = train(project, dana, result.facts["dataset"], overrides=overrides)
+        overrides: dict[str, object] = {"model_name": "tuned"}
+        if options.train_max_steps:
+            overrides["max_steps"] = options.train_max_steps
+        with _bar(console) as bar:
+            task = bar.add_task("training", total=None)
+
+            def progress(p) -> None:
+                loss = f"loss {p.loss:.3f}" if p.loss is not None else ""
+                speed = f"{p.tokens_per_s:,.0f} tok/s" if p.tokens_per_s else ""
+                bar.update(task, completed=p.step, total=p.total_steps,
+                           description=f"training  {loss}  {speed}")
+
+            trained = train(project, dana, result.facts["dataset"], overrides=overrides,
+                            progress=progress)
         result.facts["model"] = trained.model_name
         result.facts["train_metrics"] = trained.metrics
         console.print(f"   registered model [bold]{trained.model_name}[/] (tier {trained.tier}); "
@@ -167,9 +195,20 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 "duplicates of existing examples are dropped."):
         from tuneloop.flywheel.enrich import enrich
 
-        enriched = enrich(project, dana, dataset="support")
+        # Logs of internal traffic on a Tier 2 variant are Tier 2 themselves: one more approval.
+        logs_approval = approve_tier2(project, dana, priya, scope=f"logs:{best}",
+                                      uses=("train", "view"))
+        console.print(f"   approval #{logs_approval} granted by priya for training on "
+                      f"logs:{best}")
+        enriched = enrich(project, dana, "support")
         result.facts["enriched"] = enriched
-        console.print(f"   {enriched}")
+        if enriched.version is not None:
+            result.facts["enriched_version"] = enriched.version.ref
+            result.paths["new dataset"] = enriched.version.path
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(enriched.counts.items()))
+        console.print(f"   new version: {enriched.version.ref if enriched.version else 'none'}; "
+                      f"{counts}; {len(enriched.queued)} sent to the review queue "
+                      "(`tuneloop review list`)")
 
     _summary(console, result)
     return result
@@ -182,15 +221,21 @@ def _fmt(metrics: dict[str, float]) -> str:
 def _print_build(console: Console, version) -> None:
     manifest = version.manifest
     steps = manifest.get("steps", {})
-    table = Table(title=f"dataset {version.name}@{version.id}")
+    table = Table(title=f"dataset {version.ref}")
     table.add_column("step")
     table.add_column("records", justify="right")
-    for name, value in steps.items():
-        table.add_row(name, str(value))
+    table.add_row("read", str(steps.get("read", "?")))
+    for step, reasons in (steps.get("removed") or {}).items():
+        for reason, count in reasons.items():
+            table.add_row(f"  removed by {step}: {reason}", f"-{count}")
+    for split, count in (manifest.get("counts") or {}).items():
+        table.add_row(f"kept in {split}", str(count))
     console.print(table)
-    redactions = manifest.get("redactions") or {}
-    if redactions:
-        console.print("   redacted: " + ", ".join(f"{v} {k}" for k, v in redactions.items()))
+    redacted = manifest.get("pii_redacted") or {}
+    if redacted:
+        console.print("   personal data redacted (counted, never kept): "
+                      + ", ".join(f"{v} {k}" for k, v in redacted.items()))
+    console.print(f"   rejects with file:line and reason: {version.rejects_path}")
 
 
 def _primary(project) -> str:
@@ -199,34 +244,42 @@ def _primary(project) -> str:
 
 
 def _best_variant(project, evaluation) -> str:
+    """The variant with the best primary metric among those whose required gates passed
+    (all variants when none passed: internal users are where a candidate is tried)."""
     primary = _primary(project)
-    scores = {}
-    for name, data in evaluation.per_variant.items():
-        value = (data.get("metrics", {}).get(primary) or {})
-        scores[name] = value.get("mean", 0.0) if isinstance(value, dict) else float(value or 0)
-    return max(scores, key=scores.get) if scores else "base"
+    per_variant = evaluation.per_variant
+    passed = [v for v, d in per_variant.items() if d.get("passed")]
+    pool = passed or list(per_variant)
+    return max(pool, key=lambda v: per_variant[v]["quality"].get(primary) or 0.0)
 
 
 def _print_eval(console: Console, project, evaluation, best: str) -> None:
     primary = _primary(project)
-    table = Table(title=f"evaluation run {evaluation.run_id}")
-    for col in ("variant", primary, "p95 total (ms)", "gates"):
-        table.add_column(col)
+    others = [m.name for m in project.config.metrics if m.name != primary]
+    table = Table(title=f"evaluation run {evaluation.run_id} ({evaluation.dataset})")
+    for col in ("variant", f"{primary} (primary)", *others, "p95 total ms", "p95 TTFT ms",
+                "gates"):
+        table.add_column(col, justify="right" if col != "variant" else "left")
     for name, data in evaluation.per_variant.items():
-        metric = data.get("metrics", {}).get(primary) or {}
-        mean = metric.get("mean") if isinstance(metric, dict) else metric
-        latency = data.get("latency", {})
-        p95 = latency.get("total_ms", {}).get("p95") if isinstance(latency, dict) else None
-        gates = data.get("gates", [])
-        failed = [g["name"] for g in gates if g.get("status") == "fail" and g.get("required")]
-        marker = " ★" if name == best else ""
-        table.add_row(name + marker, f"{mean:.3f}" if isinstance(mean, float) else str(mean),
-                      f"{p95:.0f}" if isinstance(p95, float) else str(p95),
-                      "[green]pass[/]" if not failed else f"[red]fail: {', '.join(failed)}[/]")
+        quality, latency = data["quality"], data["latency"]
+        failed = [g["gate"]
+                  for g in data["gates"] if g.get("required") and g.get("status") == "fail"]
+        table.add_row(
+            name + (" ★" if name == best else ""),
+            *(_num(quality.get(m)) for m in (primary, *others)),
+            _num(latency.get("total_ms_p95"), 0), _num(latency.get("ttft_ms_p95"), 0),
+            "[green]pass[/]" if data.get("passed") else f"[red]fail: {', '.join(failed)}[/]",
+        )
     console.print(table)
     for comp in evaluation.comparisons:
-        if comp.get("metric") == primary and {comp.get("a"), comp.get("b")} == {"base", best}:
-            console.print(f"   {comp}")
+        if comp["metric"] == primary and comp.get("slice") is None and comp["a"] == "base":
+            console.print(f"   {comp['b']} vs base on {primary}: {comp['diff']:+.3f} "
+                          f"(95% CI {comp['low']:+.3f} to {comp['high']:+.3f}) -> "
+                          f"{comp['verdict']}")
+
+
+def _num(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _summary(console: Console, result: DemoResult) -> None:
