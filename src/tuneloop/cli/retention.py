@@ -33,7 +33,7 @@ def apply(
     else:
         report = retention.apply(project, actor=c.actor(project).name)
         counts, feedback, review_items = report.logs, report.feedback, report.review_items
-    days = project.config.privacy.retention_days
+    days: dict[int, int] = {int(t): d for t, d in project.config.privacy.retention_days.items()}
     table = Table(title="retention" + (" (dry run)" if dry_run else ""))
     for col in ("tier", "kept for", "older than", "logs " + ("to purge" if dry_run else "purged")):
         table.add_column(col)

@@ -160,7 +160,7 @@ def sources_mentioning(project: Project, subject: Subject) -> list[str]:
     Erasure does not edit the team's source files; a rebuild or re-index from them would bring
     the subject back, so the command names them.
     """
-    out = []
+    out: list[str] = []
     for source in project.config.sources:
         path = project.path(source.path)
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) \

@@ -21,7 +21,7 @@ from tuneloop.data.versions import MANIFEST, list_versions
 from tuneloop.errors import PermissionDenied
 from tuneloop.flywheel import erase_files
 from tuneloop.flywheel.purge import PurgeReport, purge
-from tuneloop.flywheel.retention import BATCH, delete_logs
+from tuneloop.flywheel.retention import BATCH, delete_logs, deleted
 from tuneloop.flywheel.subject import Subject
 from tuneloop.governance import audit
 from tuneloop.governance.tiers import Actor
@@ -89,14 +89,14 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
             for name in names:
                 session.add(RetrainingMark(kind=kind, name=name, erasure_id=report.id,
                                            reason="trained on or serving data since erased"))
-        receipt = session.get(Erasure, report.id)
-        assert receipt is not None
-        receipt.counts = dict(report.counts)
-        receipt.datasets = [f"{d.old} -> {d.new}" for d in report.datasets]
-        receipt.models, receipt.variants = report.models, report.variants
+        row = session.get(Erasure, report.id)
+        assert row is not None  # written above, never deleted
+        row.counts = dict(report.counts)
+        row.datasets = [f"{d.old} -> {d.new}" for d in report.datasets]
+        row.models, row.variants = report.models, report.variants
         audit.record(session, actor=actor.name, action="erasure", target=f"subject:{subject.hash}",
                      tier=2, details={"erasure": report.id, "counts": report.counts,
-                                      "datasets": receipt.datasets, "models": report.models,
+                                      "datasets": row.datasets, "models": report.models,
                                       "variants": report.variants})
     if report.counts["chunks"]:
         _rebuild_index(project)
@@ -148,8 +148,8 @@ def _erase_logs(session: Session, subject: Subject) -> tuple[dict[str, int], lis
             counts[key] += done[key]
         counts["request_logs"] += done["logs"]
     if feedback_ids:
-        counts["feedback"] += session.execute(
-            delete(Feedback).where(Feedback.id.in_(feedback_ids))).rowcount or 0
+        counts["feedback"] += deleted(session, delete(Feedback).where(
+            Feedback.id.in_(feedback_ids)))
     notes = [did for did, note in _batches(session, select(ReviewDecision.id, ReviewDecision.note),
                                            ReviewDecision.id) if subject.matches(note)]
     if notes:
@@ -158,8 +158,8 @@ def _erase_logs(session: Session, subject: Subject) -> tuple[dict[str, int], lis
                         .values(note="[erased]"))
     if items:
         session.execute(delete(ReviewDecision).where(ReviewDecision.item_id.in_(items)))
-        counts["review_items"] += session.execute(
-            delete(ReviewItem).where(ReviewItem.id.in_(items))).rowcount or 0
+        counts["review_items"] += deleted(session, delete(ReviewItem).where(
+            ReviewItem.id.in_(items)))
     return counts, texts
 
 
@@ -212,7 +212,8 @@ def _derived(project: Project, refs: set[str]) -> tuple[list[str], list[str]]:
     with project.store.session(write=False) as session:
         for name in session.execute(select(Run.output_model).where(
                 Run.dataset_version.in_(sorted(refs)), Run.output_model.is_not(None))).scalars():
-            models.add(name)
+            if name:
+                models.add(name)
     for record in _registered_models(project):
         lineage = getattr(record, "lineage", None) or {}
         if set(lineage.get("dataset_versions", [])) & refs:

@@ -70,7 +70,8 @@ def satisfaction(project: Project, variant: str, *, audience: str | None = "inte
         query = query.where(RequestLog.created_at >= since)
     with project.store.session(write=False) as session:
         ratings = list(session.execute(query).scalars())
-    return Satisfaction(variant, len(ratings), sum(1 for r in ratings if r > 0))
+    return Satisfaction(variant, len(ratings),
+                        sum(1 for r in ratings if r is not None and r > 0))
 
 
 def evaluate_promotion(project: Project, variant: str, incumbent: str | None, *,

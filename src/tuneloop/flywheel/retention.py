@@ -12,9 +12,9 @@ import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from tuneloop.governance import audit
@@ -92,9 +92,15 @@ def delete_logs(session: Session, ids: list[str]) -> dict[str, int]:
     if items:
         session.execute(delete(ReviewDecision).where(ReviewDecision.item_id.in_(items)))
         session.execute(delete(ReviewItem).where(ReviewItem.id.in_(items)))
-    fb = session.execute(delete(Feedback).where(Feedback.request_id.in_(ids))).rowcount
-    logs = session.execute(delete(RequestLog).where(RequestLog.id.in_(ids))).rowcount
-    return {"feedback": fb or 0, "review_items": len(items), "logs": logs or 0}
+    fb = deleted(session, delete(Feedback).where(Feedback.request_id.in_(ids)))
+    logs = deleted(session, delete(RequestLog).where(RequestLog.id.in_(ids)))
+    return {"feedback": fb, "review_items": len(items), "logs": logs}
+
+
+def deleted(session: Session, statement: Any) -> int:
+    """Run a DELETE and return how many rows it removed."""
+    result = cast("CursorResult[Any]", session.execute(statement))
+    return result.rowcount or 0
 
 
 class Scheduler:
