@@ -8,6 +8,7 @@ KV cache, so time to first token is measured exactly and closing the stream stop
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -63,6 +64,10 @@ class TransformersEngine(Engine):
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = next(iter(self._eos_ids))
+        # transformers renamed `past_key_values` to `cache` during 5.x: use what this one takes
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._cache_arg = ("cache" if "cache" in inspect.signature(inner.forward).parameters
+                           else "past_key_values")
         # One generation at a time: torch already spreads each one over every core.
         self._lock = threading.Lock()
 
@@ -174,7 +179,7 @@ class TransformersEngine(Engine):
         ttft = 0.0
         with self._lock, torch.inference_mode():
             out = self.model(torch.tensor([prompt]), use_cache=True)
-            past = out.past_key_values
+            past = _cache_of(out)
             for _ in range(budget):
                 token = _pick(out.logits[0, -1], params, generator)
                 if not produced:
@@ -196,8 +201,9 @@ class TransformersEngine(Engine):
                         break
                 if len(produced) >= budget:
                     break
-                out = self.model(torch.tensor([[token]]), past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = self.model(torch.tensor([[token]]), use_cache=True,
+                                 **{self._cache_arg: past})
+                past = _cache_of(out)
         if not stopper.stopped:
             decoded = self.tokenizer.decode(produced, skip_special_tokens=True)
             tail = stopper.feed(decoded[len(emitted):]) + stopper.flush()
@@ -209,6 +215,11 @@ class TransformersEngine(Engine):
             text="".join(pieces), finish_reason=finish, prompt_tokens=len(prompt),
             completion_tokens=len(produced), ttft_s=ttft or total, total_s=total,
             model=self.model_name))
+
+
+def _cache_of(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def _pick(logits: Any, params: GenerationParams, generator: Any) -> int:
