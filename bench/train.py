@@ -49,7 +49,13 @@ def baseline(model_dir: Path, data: list[dict], params: dict, out: Path) -> floa
     """Plain Trainer + PEFT: one conversation per row, padded per batch."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        PrinterCallback,
+        Trainer,
+        TrainingArguments,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows = []
@@ -81,6 +87,7 @@ def baseline(model_dir: Path, data: list[dict], params: dict, out: Path) -> floa
                              remove_unused_columns=False, logging_steps=10**6,
                              seed=params["seed"])
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+    trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train()
     return seen[0] / (time.perf_counter() - started)

@@ -87,6 +87,7 @@ def resume(project: Project, actor: Actor, run_id: int, *,
             raise TrainingError(f"run {run_id} has already completed; nothing to resume",
                                 hint=f"`tuneloop runs show {run_id}` shows its results")
         params, dataset_ref, kind = dict(run.params), run.dataset_version, run.kind
+    params["export"] = export
     version = _version(project, dataset_ref)
     model = resolve_base(project, params.get("base_name"))
     if str(model.hf_dir) != params["base_dir"]:
