@@ -74,9 +74,12 @@ def write_project(root: Path, model: Path, threshold: float) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama exported to GGUF by tuneloop's exporter, served by llama.cpp."""
+    from tuneloop.engines.export import export_gguf
     from tuneloop.engines.testing import tiny_llama
 
-    return tiny_llama(tmp_path_factory.mktemp("models"))
+    folder = tmp_path_factory.mktemp("models")
+    return export_gguf(tiny_llama(folder), folder / "tiny.gguf", quantization="f16")
 
 
 @pytest.mark.slow
@@ -92,7 +95,7 @@ def test_eval_command_measures_real_variants_and_exits_by_the_gates(
     project.close()
 
     failed = run_cli("eval", "--variants", "short,long", "--dataset", f"qa@{version.id}",
-                     cwd=root)
+                     "--limit", "4", cwd=root)
     assert failed.returncode == 3, failed.stdout + failed.stderr
     assert "required gates failed" in failed.stderr and "rouge_l" in failed.stderr
 
@@ -100,7 +103,7 @@ def test_eval_command_measures_real_variants_and_exits_by_the_gates(
     from tuneloop.evaluate import list_runs, load_run
 
     run = load_run(project, list_runs(project, 1)[0].id)
-    n_test = sum(1 for _ in version.iter_split("test"))
+    n_test = min(4, sum(1 for _ in version.iter_split("test")))
     assert run.status == "completed" and len(run.outputs) == 2 * n_test
     for out in run.outputs:
         assert out.total_s > 0 and out.ttft_s > 0 and out.total_s >= out.ttft_s
@@ -120,9 +123,7 @@ def test_eval_command_measures_real_variants_and_exits_by_the_gates(
     assert run.report_paths["html"].is_file()
     project.close()
 
-    # The same run with gates off (and then with reachable thresholds) exits 0.
-    relaxed = run_cli("eval", "--variants", "short", "--limit", "2", "--gate", "none", cwd=root)
-    assert relaxed.returncode == 0, relaxed.stdout + relaxed.stderr
+    # With thresholds the variant can reach, the same command exits 0.
     write_project(root, tiny_model, threshold=0.0)
     passing = run_cli("eval", "--variants", "short", "--limit", "2", cwd=root)
     assert passing.returncode == 0, passing.stdout + passing.stderr
