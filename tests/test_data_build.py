@@ -221,3 +221,11 @@ def test_get_version_by_name_prefix_and_errors(project_dir: Path) -> None:
         get_version(project, "other")
     with pytest.raises(NotFound, match="no version 'ffff' of dataset 'support'"):
         get_version(project, "support@ffff")
+
+
+def test_a_generated_source_carries_its_generator_into_the_lineage(sqlite_root: Path) -> None:
+    project = _project(sqlite_root, _lines(8), _config())
+    generator = {"from": {"source": "kb"}, "generator": {"model": "bundled:smollm2-135m"}}
+    (sqlite_root / "data" / "tickets.lineage.json").write_text(json.dumps(generator))
+    version = build_dataset(project, project.actor(), "support")
+    assert version.manifest["sources"][0]["generated"] == generator

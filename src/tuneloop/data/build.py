@@ -141,7 +141,8 @@ class _Build:
         spool_path.unlink()
         source_facts = [{"name": s.name, "path": _relative(self.project, s.path), "tier": s.tier,
                          "format": s.format, "sha256": content_hash(s.path),
-                         "subject_field": s.subject_field} for s in self.sources]
+                         "subject_field": s.subject_field, "generated": _generated(s.path)}
+                        for s in self.sources]
         recipe = self.recipe.model_dump(mode="json")
         files = {f: _sha256(self.staging / f) for f in
                  (*(f"{s}.jsonl" for s in SPLITS), "rejects.jsonl")}
@@ -259,6 +260,14 @@ def _reason_class(reason: str) -> str:
         if reason.startswith(prefix):
             return prefix
     return reason.split(";")[0][:80]
+
+
+def _generated(path: Path) -> dict[str, Any] | None:
+    """The lineage `data synth` wrote beside a generated source (its generator), if any."""
+    sidecar = path.with_suffix(".lineage.json")
+    if not path.is_file() or not sidecar.is_file():
+        return None
+    return json.loads(sidecar.read_text(encoding="utf-8"))
 
 
 def _read_spool(path: Path) -> Iterator[dict[str, Any]]:
