@@ -65,7 +65,7 @@ def test_load_engine_resolves_names_paths_and_registered_exports(
     assert load_engine(project, "bundled:smollm2-135m", n_threads=1).kind == "llama.cpp"
 
     folder = tiny_llama(tmp_path / "models")
-    hf = load_engine(project, str(folder))
+    hf = load_engine(project, str(folder), n_threads=1)  # llama.cpp-only option: ignored
     assert hf.kind == "transformers"
     gguf = export_gguf(folder, tmp_path / "tiny.gguf", "f16")
     register_model(project, name="tiny-gguf", kind="gguf", path=str(gguf), format="gguf",

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from tuneloop.project import Project
 
 BUNDLED = "bundled:smollm2-135m"
+# settings that only the llama.cpp engine takes: callers (eval, serve) may pass them for any model
+_LLAMA_ONLY = ("n_ctx", "n_threads", "parallel", "n_batch", "kv_cache_type")
 _cache: dict[tuple[Any, ...], Engine] = {}
 _cache_lock = threading.Lock()
 
@@ -90,7 +92,8 @@ def _from_record(project: Project, record: ModelRecord, options: dict[str, Any])
         from tuneloop.engines.transformers import TransformersEngine
 
         options.pop("engine", None)
-        options.pop("n_ctx", None)
+        for key in _LLAMA_ONLY:
+            options.pop(key, None)
         return TransformersEngine(hf_dir(project, record.base_model), adapter_dir=record.path,
                                   name=record.name, **options)
     return _from_path(project, record.path, record.name, options)
@@ -102,7 +105,6 @@ def _from_path(project: Project, path: str, name: str, options: dict[str, Any]) 
         from tuneloop.engines.bundled import bundled_gguf_path, bundled_hf_dir
 
         if engine == "transformers":
-            options.pop("n_ctx", None)
             return _transformers(bundled_hf_dir(project.state_dir / "models"), name, options)
         return _llama_cpp(bundled_gguf_path(), name, options)
     target = project.path(path)
@@ -115,7 +117,6 @@ def _from_path(project: Project, path: str, name: str, options: dict[str, Any]) 
         if engine == "llama.cpp":
             raise EngineError(f"{target} is a Hugging Face folder: llama.cpp needs a GGUF file",
                               hint="export it with tuneloop's GGUF exporter, or use transformers")
-        options.pop("n_ctx", None)
         return _transformers(target, name, options)
     raise NotFound(f"no model at {target}",
                    hint="give a .gguf file or a folder with config.json and *.safetensors")
@@ -148,6 +149,8 @@ def _llama_cpp(path: Path, name: str, options: dict[str, Any]) -> Engine:
 def _transformers(path: Path, name: str, options: dict[str, Any]) -> Engine:
     from tuneloop.engines.transformers import TransformersEngine
 
+    for key in _LLAMA_ONLY:
+        options.pop(key, None)
     return TransformersEngine(path, name=name, **options)
 
 
@@ -155,7 +158,8 @@ def _openai(url: str, model: str, name: str, options: dict[str, Any]) -> Engine:
     from tuneloop.engines.openai import OpenAIEngine
 
     options.pop("engine", None)
-    options.pop("n_ctx", None)
+    for key in _LLAMA_ONLY:
+        options.pop(key, None)
     return OpenAIEngine(url, model, name=name, **options)
 
 
