@@ -143,8 +143,10 @@ class TrainingConfig(_Model):
     method: Literal["lora", "full"] = "lora"
     epochs: float = Field(default=2, gt=0)
     learning_rate: float = Field(default=2e-4, gt=0)
-    batch_size: int = Field(default=8, ge=1)
-    gradient_accumulation: int = Field(default=1, ge=1)
+    # Micro-batch and accumulation: memory grows with the micro-batch (float32 on CPU), the
+    # optimizer sees batch_size * gradient_accumulation conversations per step.
+    batch_size: int = Field(default=2, ge=1)
+    gradient_accumulation: int = Field(default=4, ge=1)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
     lr_scheduler: str = "cosine"
     max_seq_length: int = Field(default=512, ge=16)

@@ -45,7 +45,7 @@ class DemoOptions:
     @classmethod
     def for_mode(cls, quick: bool) -> DemoOptions:
         if quick:
-            return cls(quick=True, train_max_steps=12, eval_limit=8, traffic=8)
+            return cls(quick=True, train_max_steps=8, eval_limit=8, traffic=8)
         return cls(quick=False, train_max_steps=None, eval_limit=None, traffic=24)
 
 
