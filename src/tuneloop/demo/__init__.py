@@ -127,9 +127,7 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 "exported to GGUF for llama.cpp and parity-checked against transformers."):
         from tuneloop.train.run import train
 
-        overrides: dict[str, object] = {"model_name": "tuned"}
-        if options.train_max_steps:
-            overrides["max_steps"] = options.train_max_steps
+        overrides: dict[str, object] = {"model_name": "tuned", **options.train_overrides}
         with _bar(console) as bar:
             task = bar.add_task("training", total=None)
 

@@ -37,16 +37,20 @@ class DemoOptions:
     """How big the demo is: `quick` is the CI-sized version."""
 
     quick: bool = False
-    train_max_steps: int | None = None
+    train_overrides: dict[str, object] = field(default_factory=dict)
     eval_limit: int | None = None
     traffic: int = 24
     port: int = 0
 
     @classmethod
     def for_mode(cls, quick: bool) -> DemoOptions:
+        """The full demo trains as tuneloop.yaml says; the quick one only proves the pipeline
+        (a few optimizer steps of one micro-batch: CPU training costs ~4 x 135M FLOPs a token)."""
         if quick:
-            return cls(quick=True, train_max_steps=8, eval_limit=8, traffic=8)
-        return cls(quick=False, train_max_steps=None, eval_limit=None, traffic=24)
+            return cls(quick=True, eval_limit=6, traffic=6,
+                       train_overrides={"max_steps": 3, "gradient_accumulation": 1,
+                                        "eval_steps": 3, "save_steps": 3})
+        return cls(quick=False, eval_limit=None, traffic=24)
 
 
 @dataclass
