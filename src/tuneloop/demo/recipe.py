@@ -49,7 +49,7 @@ class DemoOptions:
         if quick:
             return cls(quick=True, eval_limit=6, traffic=6,
                        train_overrides={"max_steps": 3, "gradient_accumulation": 1,
-                                        "eval_steps": 3, "save_steps": 3})
+                                        "eval_steps": 1000, "save_steps": 1000})
         return cls(quick=False, eval_limit=None, traffic=24)
 
 
