@@ -97,7 +97,11 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: s
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `tuneloop` command in a subprocess, as a user would."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
@@ -108,5 +112,5 @@ def run_cli(
         capture_output=True,
         text=True,
         input=input,
-        timeout=300,
+        timeout=timeout,
     )

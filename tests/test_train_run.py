@@ -18,7 +18,8 @@ import pytest
 from tuneloop import Project
 from tuneloop.errors import ApprovalRequired
 
-FAST = {"max_seq_length": 128, "batch_size": 2, "learning_rate": 5e-3, "eval_steps": 4,
+FAST = {"max_seq_length": 128, "batch_size": 2, "gradient_accumulation": 1, "learning_rate": 5e-3,
+        "eval_steps": 4,
         "save_steps": 4, "warmup_ratio": 0.0, "lr_scheduler": "constant"}
 
 

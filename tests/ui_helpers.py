@@ -132,6 +132,7 @@ def seed(root: Path) -> Seeded:
 def _lineage(store) -> None:
     """A dataset version and the training run that fine-tuned a model on it."""
     from tuneloop.store.datasets import DatasetVersionRow
+    from tuneloop.store.registry import ModelRow
     from tuneloop.store.runs import Run
 
     with store.session() as session:
@@ -142,6 +143,12 @@ def _lineage(store) -> None:
         session.add(Run(kind="train", status="completed", actor="dan",
                         dataset_version="support@v1a2b3c4d5e6f7", base_model="smollm2-135m",
                         output_model="support-lora-1", tier=1))
+        session.flush()
+        # What training registers: the model with its lineage (what the overview lists).
+        session.add(ModelRow(name="support-lora-1", kind="adapter", path="/nowhere",
+                             format="safetensors", tier=1, roots=[], base_model="smollm2-135m",
+                             lineage={"dataset_versions": ["support@v1a2b3c4d5e6f7"],
+                                      "run_id": 1}, created_by="dan"))
 
 
 def _chunks(store) -> None:

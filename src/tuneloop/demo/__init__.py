@@ -139,10 +139,15 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
 
             trained = train(project, dana, result.facts["dataset"], overrides=overrides,
                             progress=progress)
-        result.facts["model"] = trained.model_name
+        served = trained.published.model_name if trained.published else trained.model_name
+        result.facts["model"] = served
         result.facts["train_metrics"] = trained.metrics
-        console.print(f"   registered model [bold]{trained.model_name}[/] (tier {trained.tier}); "
+        console.print(f"   registered [bold]{served}[/] (GGUF for llama.cpp) and "
+                      f"{trained.model_name} (LoRA adapter), tier {trained.tier}; "
                       f"{_fmt(trained.metrics)}")
+        if trained.published is not None:
+            console.print(f"   parity check: the GGUF agrees with the adapter on "
+                          f"{trained.published.agreement:.0%} of greedy answer tokens")
 
     with r.step("Evaluate four variants",
                 "base, base+RAG, fine-tuned and fine-tuned+RAG answer the held-out test split "
@@ -151,8 +156,17 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 "gates from tuneloop.yaml decide pass or fail."):
         from tuneloop.evaluate.run import evaluate
 
-        evaluation = evaluate(project, dana, ["base", "base-rag", "tuned", "tuned-rag"],
-                              result.facts["dataset"], limit=options.eval_limit)
+        with _bar(console) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(variant: str, done: int, total: int) -> None:
+                if variant not in tasks:
+                    tasks[variant] = bar.add_task(variant, total=total)
+                bar.update(tasks[variant], completed=done, total=total)
+
+            evaluation = evaluate(project, dana, ["base", "base-rag", "tuned", "tuned-rag"],
+                                  result.facts["dataset"], limit=options.eval_limit,
+                                  progress=progress)
         result.facts["eval_run"] = evaluation.run_id
         result.facts["per_variant"] = evaluation.per_variant
         result.paths.update({f"report_{k}": v for k, v in evaluation.report_paths.items()})
@@ -170,14 +184,14 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
         console.print(f"   {rollout.state(project, ALIAS)}")
 
     with r.step("Internal users ask questions and rate the answers",
-                "Support agents send held-out tickets through the OpenAI-compatible API; a "
+                "Support agents send new tickets (newer than the dataset) through the "
+                "OpenAI-compatible API; a "
                 "simulated agent rates each answer and corrects some bad ones. Every request is "
                 "logged (redacted) with its timings, and the feedback is attached to it."):
-        from tuneloop.data.versions import get_version
+        from tuneloop.demo.recipe import incoming_tickets
         from tuneloop.demo.traffic import running_server, send_traffic
 
-        held_out = list(get_version(project, result.facts["dataset"]).iter_split("test"))
-        records = (held_out * 3)[: options.traffic]
+        records = incoming_tickets(project)[: options.traffic]
         users = [("ines", people["ines"][1]), ("omar", people["omar"][1])]
         with running_server(project, options.port) as base_url, _bar(console) as bar:
             task = bar.add_task("requests", total=len(records))

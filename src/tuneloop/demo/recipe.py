@@ -89,8 +89,16 @@ class Recipe:
         self.console.print(f"[dim]   ({elapsed:.1f} s)[/]")
 
 
+INCOMING_SINCE = "2026-03-10"  # tickets from then on arrive after the dataset was built
+
+
 def create_project(target: Path) -> Project:
-    """Copy the example into `target` (keeping what a previous run made) and initialise it."""
+    """Copy the example into `target` (keeping what a previous run made) and initialise it.
+
+    The newest tickets are set aside in `data/incoming.jsonl`: they play the questions internal
+    users ask once the assistant is live, so their corrections are new examples, not copies of
+    what the dataset already holds. The split is deterministic, so re-runs build the same data.
+    """
     source = example_dir()
     target.mkdir(parents=True, exist_ok=True)
     for item in ("tuneloop.yaml", "kb", "data", "README.md"):
@@ -99,7 +107,35 @@ def create_project(target: Path) -> Project:
             shutil.copytree(src, dst, dirs_exist_ok=True)
         elif not dst.exists() or item != "tuneloop.yaml":
             shutil.copy2(src, dst)
+    _set_aside_incoming(target / "data" / "tickets.jsonl", target / "data" / "incoming.jsonl")
     return Project.init(target)
+
+
+def _set_aside_incoming(tickets: Path, incoming: Path) -> None:
+    kept, later = [], []
+    for line in tickets.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            kept.append(line)  # malformed lines stay: the validator reports them
+            continue
+        messages = record.get("messages") if isinstance(record, dict) else None
+        usable = (isinstance(messages, list) and len(messages) >= 2
+                  and messages[0].get("role") == "user"
+                  and messages[-1].get("role") == "assistant"
+                  and str(messages[-1].get("content") or "").strip())
+        new = str(record.get("created_at", "")) >= INCOMING_SINCE if usable else False
+        (later if new else kept).append(line)
+    for path, lines in ((tickets, kept), (incoming, later)):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        tmp.replace(path)
+
+
+def incoming_tickets(project: Project) -> list[dict]:
+    """The tickets set aside by `create_project`, oldest first."""
+    path = project.root / "data" / "incoming.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def ensure_people(project: Project, admin: Actor) -> dict[str, tuple[Actor, str]]:
