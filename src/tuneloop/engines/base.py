@@ -64,9 +64,14 @@ class Engine(abc.ABC):
     #: context window in tokens
     context_length: int = 2048
 
-    @abc.abstractmethod
     def chat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
-        """One chat completion."""
+        """One chat completion: by default the stream, collected (same timings either way)."""
+        completion = None
+        for delta in self.stream(messages, params):
+            completion = delta.completion or completion
+        if completion is None:
+            raise RuntimeError(f"{type(self).__name__}.stream ended without a completion")
+        return completion
 
     @abc.abstractmethod
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Delta]:

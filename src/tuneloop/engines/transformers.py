@@ -73,14 +73,6 @@ class TransformersEngine(Engine):
 
     # -- the Engine interface ---------------------------------------------------------------
 
-    def chat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
-        """One chat completion (the stream, collected)."""
-        completion = None
-        for delta in self.stream(messages, params):
-            completion = delta.completion or completion
-        assert completion is not None
-        return completion
-
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Delta]:
         """Text deltas as tokens are decoded; the request is checked before this returns."""
         started = time.perf_counter()
