@@ -4,9 +4,6 @@ rollout in it, and the serving app (dashboard mounted at /ui) on a real loopback
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -187,31 +184,16 @@ def _enqueue(store, request_ids: list[str]) -> dict[str, int]:
 @contextmanager
 def serving(root: Path) -> Iterator[str]:
     """The serving app of the project at `root` on a free loopback port; yields its base URL."""
-    import uvicorn
-
     from tuneloop import Project
     from tuneloop.serve.app import create_app
+    from tuneloop.serve.background import serve_in_background
 
     project = Project.open(root)
-    app = create_app(project)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve_in_background(create_app(project), lifespan="off", ready_timeout_s=30,
+                                 shutdown_timeout_s=5) as base:
+            yield base
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         project.close()
 
 

@@ -7,9 +7,6 @@ for some of those the agent types the corrected answer. That is the only simulat
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,42 +27,15 @@ class TrafficReport:
     request_ids: list[str] | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def running_server(project: Project, port: int = 0) -> Iterator[str]:
     """`tuneloop serve` on loopback in a background thread; yields its base URL."""
-    import uvicorn
-
     from tuneloop.serve.app import create_app
+    from tuneloop.serve.background import serve_in_background
 
-    port = port or free_port()
-    config = uvicorn.Config(create_app(project), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="tuneloop-demo-server", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        server.should_exit = True
-        raise RuntimeError("the demo server did not start within 120 s")
-    try:
+    with serve_in_background(create_app(project), port=port, ready_timeout_s=120,
+                             shutdown_timeout_s=25) as base:
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def similarity(answer: str, reference: str) -> float:
