@@ -23,7 +23,7 @@ from tests.test_flywheel_support import (
     records,
     sqlite_only,
 )
-from tests.test_serve_support import echo_loader, live_server
+from tests.test_serve_support import close_engines, live_server, llama_loader
 from tuneloop import Project
 from tuneloop.data.versions import get_version
 from tuneloop.errors import PermissionDenied
@@ -104,8 +104,9 @@ def serve_the_subject(project: Project) -> str:
     """The customer's app asks for them (`user` = their e-mail) through the real HTTP API."""
     admin = project.actor()
     key = principals.create_key(project.store, admin, "support-app", audience="internal").secret
+    loader = llama_loader(project)
     app = __import__("tuneloop.serve.app", fromlist=["create_app"]).create_app(
-        project, variant_loader=echo_loader(project))
+        project, variant_loader=loader)
     with live_server(app) as url:
         api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
         raw = api.chat.completions.with_raw_response.create(
@@ -114,6 +115,7 @@ def serve_the_subject(project: Project) -> str:
         rid = raw.headers["x-request-id"]
         api.chat.completions.create(model="assistant", user="ann@example.com",
                                     messages=[{"role": "user", "content": "Is there dark mode?"}])
+    close_engines(loader)
     return rid
 
 

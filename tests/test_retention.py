@@ -91,11 +91,11 @@ def test_shorter_configured_period_purges_more(tmp_path: Path,
 def test_server_purges_expired_logs_when_it_starts(project: Project) -> None:
     from fastapi.testclient import TestClient
 
-    from tests.test_serve_support import echo_loader
+    from tests.test_serve_support import llama_loader
     from tuneloop.serve.app import create_app
 
     ids = seed(project)
-    with TestClient(create_app(project, variant_loader=echo_loader(project))) as client:
+    with TestClient(create_app(project, variant_loader=llama_loader(project))) as client:
         deadline = time.monotonic() + 60
         while ids["t2_expired"] in remaining(project) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -12,12 +12,28 @@ import httpx
 import openai
 import pytest
 
-from tests.test_serve_support import echo_loader, live_server, make_keys, make_project
+from tests.test_serve_support import (
+    CONFIG,
+    LONG_ANSWER_TOKENS,
+    FailingStream,
+    chat_template_tokens,
+    close_engines,
+    direct_answer,
+    live_server,
+    llama_loader,
+    make_keys,
+    make_project,
+    tokens_decoded,
+)
 from tuneloop.governance import principals
 from tuneloop.serve import feedback, requestlog
 from tuneloop.serve.app import create_app
 from tuneloop.serve.errors import ApiError
 from tuneloop.serve.limits import Admission
+
+# Long answers (thousands of tokens) keep a request generating for seconds on the real engine,
+# so a test can disconnect, or fill the queue, while it runs.
+LONG_CONFIG = CONFIG.replace("max_output_tokens: 64", f"max_output_tokens: {LONG_ANSWER_TOKENS}")
 
 
 @pytest.fixture
@@ -25,11 +41,31 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
     monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
     project = make_project(tmp_path / "proj")
     keys = make_keys(project)
-    loader = echo_loader(project)
+    loader = llama_loader(project)
     app = create_app(project, variant_loader=loader, auth_ttl_s=0.2)
     with live_server(app) as url:
         yield {"url": url, "project": project, "keys": keys, "loader": loader, "app": app}
+    close_engines(loader)
     project.close()
+
+
+@pytest.fixture
+def long_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A server that allows answers of thousands of tokens."""
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project = make_project(tmp_path / "proj", LONG_CONFIG)
+    keys = make_keys(project)
+    loader = llama_loader(project)
+    with live_server(create_app(project, variant_loader=loader)) as url:
+        yield {"url": url, "project": project, "keys": keys, "loader": loader}
+    close_engines(loader)
+    project.close()
+
+
+def stored_output(served: dict[str, Any], messages: list[dict[str, str]], output: str) -> str:
+    """`output` as the request log stores it: redacted together with the request's messages."""
+    entities = served["project"].config.privacy.redact
+    return requestlog.redact(entities, [m["content"] for m in messages] + [output])[0][-1]
 
 
 def client(served: dict[str, Any], key: str) -> openai.OpenAI:
@@ -39,49 +75,95 @@ def client(served: dict[str, Any], key: str) -> openai.OpenAI:
 @pytest.mark.slow
 def test_plain_completion_answers_and_logs_the_redacted_prompt(served: dict[str, Any]) -> None:
     api = client(served, served["keys"].internal)
-    raw = api.chat.completions.with_raw_response.create(
-        model="assistant", messages=[{"role": "user", "content": "mail me at ann@example.com"}])
+    messages = [{"role": "user", "content": "mail me at ann@example.com"}]
+    raw = api.chat.completions.with_raw_response.create(model="assistant", messages=messages)
     completion = raw.parse()
-    assert completion.choices[0].message.content == "echo(base): mail me at ann@example.com"
-    assert completion.choices[0].finish_reason == "stop"
-    assert completion.usage.completion_tokens == 5
+    # Nothing is rolled out, so the alias serves the base variant: its engine's own answer.
+    expected = direct_answer(served["loader"], "base", messages)
+    other = direct_answer(served["loader"], "candidate", messages)
+    assert expected.text and other.text != expected.text
+    assert completion.choices[0].message.content == expected.text
+    assert completion.choices[0].finish_reason == expected.finish_reason
+    assert completion.usage.completion_tokens == expected.completion_tokens
+    # The prompt the model saw: the variant's system prompt, then the user's message.
+    prompt = [{"role": "system", "content": "You answer briefly."}, *messages]
+    assert completion.usage.prompt_tokens == chat_template_tokens(prompt)
     rid = raw.headers["x-request-id"]
     row = requestlog.get(served["project"].store, rid)
     assert row is not None and row.status == 200 and row.variant == "base"
     assert row.principal == "ivy" and row.audience == "internal" and row.tier == 1
+    assert row.output == stored_output(served, messages, expected.text)
+    assert row.completion_tokens == expected.completion_tokens
     stored = " ".join(m["content"] for m in row.prompt) + row.output
-    assert "ann@example.com" not in stored
-    assert row.redactions.get("EMAIL_ADDRESS", 0) >= 2
-    assert row.prompt[0]["role"] == "system" or row.prompt[-1]["role"] == "user"
+    assert "ann@example.com" not in stored and "<EMAIL_ADDRESS" in row.prompt[-1]["content"]
+    assert row.redactions.get("EMAIL_ADDRESS", 0) == 1
+    assert [m["role"] for m in row.prompt] == ["user"]
 
 
 def test_streaming_sends_the_same_answer_and_usage_last(served: dict[str, Any]) -> None:
     api = client(served, served["keys"].internal)
-    stream = api.chat.completions.create(
-        model="candidate", messages=[{"role": "user", "content": "one two three"}], stream=True,
-        stream_options={"include_usage": True})
+    messages = [{"role": "user", "content": "one two three"}]
+    stream = api.chat.completions.create(model="candidate", messages=messages, stream=True,
+                                         stream_options={"include_usage": True})
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip() == "echo(candidate): one two three"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
-    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
+    expected = direct_answer(served["loader"], "candidate", messages)
+    assert text == expected.text != direct_answer(served["loader"], "base", messages).text
+    plain = api.chat.completions.create(model="candidate", messages=messages)
+    assert plain.choices[0].message.content == text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length" \
+        == expected.finish_reason
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == expected.completion_tokens == 16
+    assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens == chat_template_tokens(
+        [{"role": "system", "content": "You answer very briefly."}, *messages])
     rows = requestlog.recent(served["project"].store, variant="candidate")
-    assert len(rows) == 1 and rows[0].stream and rows[0].status == 200
-    assert rows[0].output.strip() == "echo(candidate): one two three"
+    assert [(r.stream, r.status) for r in rows] == [(False, 200), (True, 200)]
+    assert rows[0].output == rows[1].output == stored_output(served, messages, text)
+
+
+def test_same_prompt_answers_the_same_whatever_ran_before(served: dict[str, Any]) -> None:
+    api = client(served, served["keys"].internal)
+    question = [{"role": "user", "content": "How do I reset my password?"}]
+    first = api.chat.completions.create(model="base", messages=question)
+    # A conversation sharing the question's prefix, a streamed one, and an unrelated one.
+    api.chat.completions.create(model="base", max_tokens=40, messages=[
+        *question, {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "Say it again, longer."}])
+    list(api.chat.completions.create(model="base", stream=True, messages=[
+        {"role": "user", "content": "Write a poem about the sea."}]))
+    again = api.chat.completions.create(model="base", messages=question)
+    assert again.choices[0].message.content == first.choices[0].message.content \
+        == direct_answer(served["loader"], "base", question).text
+    assert again.usage == first.usage
 
 
 def test_a_failing_stream_ends_with_an_error_event_not_a_silent_200(
-        served: dict[str, Any]) -> None:
-    api = client(served, served["keys"].internal)
-    stream = api.chat.completions.create(
-        model="base", stream=True, messages=[{"role": "user", "content": "FAIL now"}])
-    received = []
-    with pytest.raises(openai.APIError, match="failed mid-stream"):
-        for chunk in stream:
-            received.append(chunk.choices[0].delta.content or "")
-    assert "".join(received).strip() == "echo(base): FAIL"
-    row = requestlog.recent(served["project"].store)[0]
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    project = make_project(tmp_path / "proj")
+    keys = make_keys(project)
+    # The base variant's real engine, with a fault injected after its second piece of text.
+    loader = llama_loader(project, wrap={"base": lambda engine: FailingStream(engine, after=2)})
+    messages = [{"role": "user", "content": "tell me a story"}]
+    with live_server(create_app(project, variant_loader=loader)) as url:
+        api = openai.OpenAI(base_url=url + "/v1", api_key=keys.internal, max_retries=0)
+        stream = api.chat.completions.create(model="base", stream=True, messages=messages)
+        received = []
+        with pytest.raises(openai.APIError, match="failed mid-stream"):
+            for chunk in stream:
+                received.append(chunk.choices[0].delta.content or "")
+    variant = loader("base")
+    prepared = variant.prepare(messages, project.actor())
+    pieces = [d.text for d in loader.engines["base"].stream(prepared.messages, variant.params())
+              if d.text]
+    assert len(pieces) > 2 and "".join(received) == "".join(pieces[:2])
+    row = requestlog.recent(project.store)[0]
     assert row.status == 502 and row.finish_reason == "error" and "mid-stream" in row.error
+    assert row.output == requestlog.redact(project.config.privacy.redact,
+                                           [messages[0]["content"], "".join(pieces[:2])])[0][-1]
+    close_engines(loader)
+    project.close()
 
 
 def test_sdk_errors_are_openai_shaped_with_the_right_status(served: dict[str, Any]) -> None:
@@ -110,6 +192,18 @@ def test_sdk_errors_are_openai_shaped_with_the_right_status(served: dict[str, An
     rows = requestlog.recent(served["project"].store)
     assert sorted(r.status for r in rows) == [400, 400, 401, 404, 404, 404]
     assert all(r.error for r in rows)
+
+
+def test_a_request_the_engine_refuses_is_a_400_plain_or_streamed(
+        served: dict[str, Any]) -> None:
+    api = client(served, served["keys"].internal)
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as refused:
+            api.chat.completions.create(model="base", stream=stream, stop=[""],
+                                        messages=[{"role": "user", "content": "hi"}])
+        assert "stop must be" in refused.value.message
+    rows = requestlog.recent(served["project"].store)
+    assert [(r.status, r.stream) for r in rows] == [(400, True), (400, False)]
 
 
 def test_malformed_and_oversized_bodies_get_openai_error_bodies(served: dict[str, Any]) -> None:
@@ -184,51 +278,54 @@ def test_metrics_count_requests_per_variant(served: dict[str, Any]) -> None:
     assert httpx.get(served["url"] + "/health").json()["status"] == "ok"
 
 
-def test_client_disconnect_stops_generation_and_is_logged(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
-    project = make_project(tmp_path / "proj")
-    keys = make_keys(project)
-    loader = echo_loader(project, delay_s=0.05)
-    with live_server(create_app(project, variant_loader=loader)) as url:
-        api = openai.OpenAI(base_url=url + "/v1", api_key=keys.internal, max_retries=0)
-        stream = api.chat.completions.create(
-            model="base", stream=True, max_tokens=60,
-            messages=[{"role": "user", "content": " ".join(["word"] * 60)}])
-        for i, _chunk in enumerate(stream):
-            if i == 2:
-                break
-        stream.close()
-        deadline = time.monotonic() + 15
-        while not requestlog.recent(project.store):
-            assert time.monotonic() < deadline, "the cancelled request was never logged"
-            time.sleep(0.05)
-    row = requestlog.recent(project.store)[0]
-    assert row.status == 499 and row.finish_reason == "cancelled"
-    assert loader.engines["base"].closed_streams == 1
-    project.close()
+def wait_for_log(project: Any, what: str) -> Any:
+    deadline = time.monotonic() + 30
+    while not requestlog.recent(project.store):
+        assert time.monotonic() < deadline, f"the {what} request was never logged"
+        time.sleep(0.05)
+    return requestlog.recent(project.store)[0]
 
 
-def test_client_gone_before_a_plain_answer_stops_generation(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
-    project = make_project(tmp_path / "proj")
-    keys = make_keys(project)
-    loader = echo_loader(project, delay_s=0.05)
-    with live_server(create_app(project, variant_loader=loader)) as url:
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(url + "/v1/chat/completions", timeout=0.5,
-                       headers={"authorization": f"Bearer {keys.internal}"},
-                       json={"model": "base", "max_tokens": 60,
-                             "messages": [{"role": "user", "content": "word " * 60}]})
-        deadline = time.monotonic() + 15
-        while not requestlog.recent(project.store):
-            assert time.monotonic() < deadline, "the abandoned request was never logged"
-            time.sleep(0.05)
-    row = requestlog.recent(project.store)[0]
+def assert_generation_stopped(loader: Any, decoded_before: int) -> None:
+    """The engine decoded far fewer tokens than the request asked for: generation stopped."""
+    # A direct request waits for the engine's only context, i.e. until the abandoned one ended.
+    after = direct_answer(loader, "base", [{"role": "user", "content": "hi"}])
+    decoded = tokens_decoded(loader.engines["base"]) - decoded_before - after.completion_tokens
+    assert decoded < LONG_ANSWER_TOKENS // 2, f"{decoded} tokens decoded after the client left"
+
+
+def test_client_disconnect_stops_generation_and_is_logged(long_served: dict[str, Any]) -> None:
+    project, loader = long_served["project"], long_served["loader"]
+    loader("base")
+    before = tokens_decoded(loader.engines["base"])
+    api = openai.OpenAI(base_url=long_served["url"] + "/v1", api_key=long_served["keys"].internal,
+                        max_retries=0)
+    stream = api.chat.completions.create(
+        model="base", stream=True, max_tokens=LONG_ANSWER_TOKENS,
+        messages=[{"role": "user", "content": "Count to ten thousand."}])
+    received = []
+    for i, chunk in enumerate(stream):
+        received.append(chunk.choices[0].delta.content or "")
+        if i == 2:
+            break
+    stream.close()
+    row = wait_for_log(project, "cancelled")
+    assert row.status == 499 and row.finish_reason == "cancelled" and "".join(received)
+    assert_generation_stopped(loader, before)
+
+
+def test_client_gone_before_a_plain_answer_stops_generation(long_served: dict[str, Any]) -> None:
+    project, loader = long_served["project"], long_served["loader"]
+    loader("base")
+    before = tokens_decoded(loader.engines["base"])
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(long_served["url"] + "/v1/chat/completions", timeout=0.5,
+                   headers={"authorization": f"Bearer {long_served['keys'].internal}"},
+                   json={"model": "base", "max_tokens": LONG_ANSWER_TOKENS,
+                         "messages": [{"role": "user", "content": "Count to ten thousand."}]})
+    row = wait_for_log(project, "abandoned")
     assert row.status == 499 and row.finish_reason == "cancelled"
-    assert loader.engines["base"].closed_streams == 1
-    project.close()
+    assert_generation_stopped(loader, before)
 
 
 def test_a_queue_place_is_freed_even_if_its_stream_never_starts() -> None:
@@ -253,20 +350,26 @@ def test_a_queue_place_is_freed_even_if_its_stream_never_starts() -> None:
 def test_full_queue_answers_503_and_rate_limit_429(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
-    project = make_project(tmp_path / "proj")
+    project = make_project(tmp_path / "proj", LONG_CONFIG)
     keys = make_keys(project)
     project.config.server.queue_size = 1
     project.config.server.rate_limit_per_minute = 3
-    with live_server(create_app(project, variant_loader=echo_loader(project, 0.05))) as url:
+    loader = llama_loader(project)
+    with live_server(create_app(project, variant_loader=loader)) as url:
         api = openai.OpenAI(base_url=url + "/v1", api_key=keys.internal, max_retries=0)
         holder = api.chat.completions.create(
-            model="base", stream=True, messages=[{"role": "user", "content": "a b c d e f"}])
-        next(iter(holder))  # the only queue place is now taken
+            model="base", stream=True, max_tokens=LONG_ANSWER_TOKENS,
+            messages=[{"role": "user", "content": "a b c d e f"}])
+        next(iter(holder))  # the only queue place is now taken, for thousands of tokens
         with pytest.raises(openai.InternalServerError) as busy:
             openai.OpenAI(base_url=url + "/v1", api_key=keys.internal2, max_retries=0) \
                 .chat.completions.create(model="base", messages=[{"role": "user", "content": "x"}])
         assert busy.value.status_code == 503 and busy.value.response.headers["retry-after"]
-        list(holder)
+        holder.close()  # the caller gives up: its place is freed once generation stops
+        deadline = time.monotonic() + 30
+        while httpx.get(url + "/health").json()["in_flight"]:
+            assert time.monotonic() < deadline, "the abandoned stream kept its queue place"
+            time.sleep(0.05)
         api.chat.completions.create(model="base", messages=[{"role": "user", "content": "x"}])
         with pytest.raises(openai.RateLimitError) as limited:
             for _ in range(3):
@@ -274,5 +377,6 @@ def test_full_queue_answers_503_and_rate_limit_429(tmp_path: Path,
                                             messages=[{"role": "user", "content": "x"}])
         assert int(limited.value.response.headers["retry-after"]) >= 1
     statuses = sorted(r.status for r in requestlog.recent(project.store))
-    assert statuses == [200, 200, 200, 429, 503]
+    assert statuses == [200, 200, 429, 499, 503]
+    close_engines(loader)
     project.close()

@@ -18,7 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.test_serve_support import echo_loader, live_server, make_keys, make_project
+from tests.test_serve_support import (
+    close_engines,
+    live_server,
+    llama_loader,
+    make_keys,
+    make_project,
+)
 from tuneloop.serve import requestlog
 from tuneloop.serve.app import create_app
 
@@ -34,7 +40,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     mp.delenv("TUNELOOP_DATABASE_URL", raising=False)
     project = make_project(Path(tmp_path_factory.mktemp("fuzz")) / "proj")
     keys = make_keys(project)
-    loader = echo_loader(project)
+    loader = llama_loader(project)
     asked: list[str] = []
 
     def recording_loader(name: str) -> Any:
@@ -44,6 +50,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     app = create_app(project, variant_loader=recording_loader)
     with live_server(app) as url:
         yield {"url": url, "keys": keys, "asked": asked, "project": project}
+    close_engines(loader)
     project.close()
     mp.undo()
 
@@ -67,13 +74,17 @@ def test_api_never_5xx_and_errors_are_openai_shaped(fuzz_server: dict[str, Any])
 
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck),
               database=None)
-    @given(case=cases, known_model=st.booleans())
-    def check(case: Any, known_model: bool) -> None:
+    @given(case=cases, reachable=st.booleans())
+    def check(case: Any, reachable: bool) -> None:
         seen.add(f"{case.method} {case.path}")
-        if known_model and isinstance(case.body, dict) and "model" in case.body:
-            # Half the bodies name a real alias, so the fuzz reaches routing, prompt building,
-            # generation and logging rather than stopping at the 404.
+        if reachable and isinstance(case.body, dict) and "model" in case.body:
+            # Half the bodies name a real alias and end with a question, so the fuzz reaches
+            # routing, prompt building, generation (with the fuzzed parameters: stops, seeds,
+            # temperatures, streaming) and logging rather than stopping at the 404 or at an
+            # empty conversation.
             case.body["model"] = "assistant"
+            if isinstance(case.body.get("messages"), list):
+                case.body["messages"].append({"role": "user", "content": "What is new?"})
         response = case.call(base_url=fuzz_server["url"], headers=headers, timeout=30)
         assert response.status_code < 500, (case.as_curl_command(), response.text[:300])
         assert_openai_error(response)

@@ -10,7 +10,15 @@ import openai
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_serve_support import CONFIG, echo_loader, live_server, make_keys, make_project
+from tests.test_serve_support import (
+    CONFIG,
+    close_engines,
+    direct_answer,
+    live_server,
+    llama_loader,
+    make_keys,
+    make_project,
+)
 from tuneloop import Project
 from tuneloop.errors import ApprovalRequired, GateFailed, PermissionDenied
 from tuneloop.governance import approvals, audit, principals
@@ -132,12 +140,17 @@ def test_revoking_deploy_public_stops_public_traffic_to_a_tier2_variant(project:
     approvals.grant(project.store, privacy, approval)
     record_eval(project, "rag2", passed=True)
     rollout.set_stage(project, me, "assistant", "rag2", "all")
-    app = create_app(project, variant_loader=echo_loader(project))
+    loader = llama_loader(project)
+    app = create_app(project, variant_loader=loader)
+    question = [{"role": "user", "content": "refunds?"}]
     with live_server(app) as url:
         api = openai.OpenAI(base_url=url + "/v1", api_key=keys.public, max_retries=0)
-        answer = api.chat.completions.create(model="assistant",
-                                             messages=[{"role": "user", "content": "refunds?"}])
-        assert answer.choices[0].message.content == "echo(rag2): refunds?"
+        answer = api.chat.completions.create(model="assistant", messages=question)
+        # What rag2 answers directly, retrieving with the public caller's rights.
+        expected = direct_answer(loader, "rag2", question,
+                                 principals.authenticate(project.store, keys.public))
+        assert answer.choices[0].message.content == expected.text
+        assert expected.text != direct_answer(loader, "base", question).text
         approvals.revoke(project.store, privacy, approval, reason="customer complaint")
         deadline = time.monotonic() + 15
         while True:
@@ -151,6 +164,8 @@ def test_revoking_deploy_public_stops_public_traffic_to_a_tier2_variant(project:
             time.sleep(0.2)
     rows = requestlog.recent(project.store)
     assert rows[0].status == 503 and rows[0].tier == 2 and rows[-1].status == 200
+    assert rows[-1].variant == "rag2"
+    close_engines(loader)
 
 
 def test_rollback_restores_the_state_before_the_last_change(any_project: Project) -> None:
@@ -188,7 +203,8 @@ def test_shadow_gets_internal_traffic_but_never_answers(project: Project) -> Non
     record_eval(project, "base", passed=True)
     rollout.set_stage(project, me, "assistant", "base", "all")
     rollout.set_stage(project, me, "assistant", "shadowy", "shadow")
-    with live_server(create_app(project, variant_loader=echo_loader(project))) as url:
+    loader = llama_loader(project)
+    with live_server(create_app(project, variant_loader=loader)) as url:
         answers = {}
         for who, key in (("internal", keys.internal), ("public", keys.public)):
             api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
@@ -202,10 +218,15 @@ def test_shadow_gets_internal_traffic_but_never_answers(project: Project) -> Non
         public_models = openai.OpenAI(base_url=url + "/v1", api_key=keys.public,
                                       max_retries=0).models.list()
         assert [m.id for m in public_models] == ["assistant"]
-    assert {text for _, text in answers.values()} == {"echo(base): hi"}
+    hi = [{"role": "user", "content": "hi"}]
+    base_answer, shadow_answer = (direct_answer(loader, v, hi).text for v in ("base", "shadowy"))
+    assert base_answer != shadow_answer
+    assert {text for _, text in answers.values()} == {base_answer}
     shadows = [r for r in requestlog.recent(project.store) if r.shadow_of]
+    redacted_shadow = requestlog.redact(project.config.privacy.redact, ["hi", shadow_answer])[0]
     assert [(r.variant, r.shadow_of, r.output) for r in shadows] == [
-        ("shadowy", answers["internal"][0], "echo(shadowy): hi")]
+        ("shadowy", answers["internal"][0], redacted_shadow[-1])]
+    close_engines(loader)
     public_row = requestlog.get(project.store, answers["public"][0])
     assert public_row is not None and public_row.tier == 2  # logs from customers are Tier 2
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -61,6 +62,8 @@ class Server:
         self.router = Router(project)
         self._loader = variant_loader or self._load_variant
         self._variants: dict[str, Any] = {}
+        self._gates: weakref.WeakKeyDictionary[Any, anyio.Semaphore] = (
+            weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
         self._shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-shadow")
         self._shadow_pending = 0
@@ -80,6 +83,27 @@ class Server:
             with self._lock:
                 found = self._variants.setdefault(name, found)
         return found
+
+    def gate(self, variant: Any) -> anyio.Semaphore | None:
+        """The engine's turnstile: at most as many requests inside it as it runs at once.
+
+        Requests wait for the engine here, in the event loop, never in a worker thread: a
+        llama.cpp context (or the transformers lock) is held across a stream's tokens, and a
+        stream needs a worker thread for each next token; if every worker thread sat blocked
+        waiting for the context, the stream holding it could never finish (a deadlock under
+        load). None for engines that take any number of requests (HTTP endpoints).
+        """
+        engine = variant.engine
+        parallel = getattr(engine, "parallel", None)
+        if not isinstance(parallel, int):
+            if getattr(engine, "kind", "") == "openai":
+                return None
+            parallel = 1
+        with self._lock:
+            gate = self._gates.get(engine)
+            if gate is None:
+                gate = self._gates[engine] = anyio.Semaphore(max(1, parallel))
+        return gate
 
     def prepare(self, variant: Any, messages: Sequence[dict[str, Any]],
                 actor: Actor) -> tuple[Any, int]:

@@ -8,6 +8,7 @@ delta at a time, and a client that goes away closes the engine's iterator, which
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -127,10 +128,11 @@ async def handle(server: Server, request: Request) -> Response:
             stream_slot, slot = slot, None  # the stream releases it when it ends
             return StreamingResponse(
                 _stream(server, iterator, prepared, entry, started, body.model, include_usage,
-                        stream_slot),
+                        stream_slot, server.gate(variant)),
                 media_type="text/event-stream", headers={"x-request-id": rid,
                                                          "cache-control": "no-cache"})
-        completion = await _complete(variant, prepared, params, request)
+        async with _entered(server.gate(variant)):
+            completion = await _complete(variant, prepared, params, request)
         _record(entry, completion, started)
         await anyio.to_thread.run_sync(server.log, entry)
         return JSONResponse(_body(rid, body.model, completion, prepared.citations),
@@ -150,6 +152,16 @@ async def handle(server: Server, request: Request) -> Response:
             slot.release()
 
 
+@contextlib.asynccontextmanager
+async def _entered(gate: anyio.Semaphore | None) -> AsyncIterator[None]:
+    """Hold the engine's gate (see `Server.gate`) for the block, if it has one."""
+    if gate is None:
+        yield
+        return
+    async with gate:
+        yield
+
+
 async def _complete(variant: Any, prepared: Any, params: Any, request: Request) -> Completion:
     """The whole answer, like `engine.chat`, except that a client that goes away stops it.
 
@@ -158,9 +170,12 @@ async def _complete(variant: Any, prepared: Any, params: Any, request: Request) 
     stops generation, so an abandoned request does not hold the engine.
     """
     gone = threading.Event()
+    # Started here, outside the task group, so that a request the engine refuses raises its own
+    # error (a 400), not an exception group.
+    iterator = await anyio.to_thread.run_sync(variant.stream, prepared, params)
+    failure: list[Exception] = []
 
     def generate() -> Completion | None:
-        iterator = variant.stream(prepared, params)
         pieces: list[str] = []
         completion: Completion | None = None
         try:
@@ -170,12 +185,16 @@ async def _complete(variant: Any, prepared: Any, params: Any, request: Request) 
                 pieces.append(delta.text)
                 if delta.completion is not None:
                     completion = delta.completion
+        except Exception as exc:  # re-raised below, where the server maps it to its status
+            failure.append(exc)
+            return None
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
         if completion is None:
-            raise EngineError("the engine's stream ended without its final completion")
+            failure.append(EngineError("the engine's stream ended without its final completion"))
+            return None
         completion.text = completion.text or "".join(pieces)
         return completion
 
@@ -188,6 +207,8 @@ async def _complete(variant: Any, prepared: Any, params: Any, request: Request) 
         group.start_soon(watch)
         result = await anyio.to_thread.run_sync(generate)
         group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
     if result is None:
         raise ApiError(CLIENT_GONE, "client disconnected before the answer was complete",
                        code="client_disconnected")
@@ -231,14 +252,19 @@ def _body(rid: str, model: str, completion: Completion,
 
 async def _stream(server: Server, iterator: Iterator[Delta], prepared: Any,
                   entry: requestlog.Entry, started: float, model: str,
-                  include_usage: bool, slot: Slot) -> AsyncIterator[bytes]:
+                  include_usage: bool, slot: Slot,
+                  gate: anyio.Semaphore | None) -> AsyncIterator[bytes]:
     rid, created = entry.id, int(time.time())
     pieces: list[str] = []
     completion: Completion | None = None
     logged = False
+    inside = False
     try:
         extra = {"citations": prepared.citations} if prepared.citations else {}
         yield _chunk(rid, model, created, {"role": "assistant", "content": ""}, **extra)
+        if gate is not None:
+            await gate.acquire()  # held until the iterator is closed, below
+            inside = True
         while True:
             delta = await anyio.to_thread.run_sync(_next, iterator)
             if delta is _DONE:
@@ -284,6 +310,8 @@ async def _stream(server: Server, iterator: Iterator[Delta], prepared: Any,
             close = getattr(iterator, "close", None)
             if close is not None:
                 await anyio.to_thread.run_sync(close)
+            if inside and gate is not None:
+                gate.release()
             if not logged:
                 # The client went away mid-stream: generation stopped; log what was sent.
                 entry.status, entry.finish_reason = CLIENT_GONE, "cancelled"

@@ -12,11 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ChatMessage(BaseModel):
-    """One message of the conversation; content may be a string or OpenAI text parts."""
+    """One message of the conversation; content may be a string or OpenAI text parts.
+
+    No `tool` role: tuneloop's engines take system, user and assistant turns only, so the schema
+    says so and a tool message is refused up front, like any other invalid field.
+    """
 
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant"]
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
