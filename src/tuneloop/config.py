@@ -154,6 +154,9 @@ class TrainingConfig(_Model):
     lora_alpha: int = Field(default=32, ge=1)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     lora_target_modules: list[str] | str = "all-linear"
+    # LoRA on the last N decoder layers only: backward then stops N layers down, so a step
+    # costs about one forward pass plus N layers of backward (None: every layer).
+    lora_layers: int | None = Field(default=None, ge=1)
     packing: bool = True
     eval_steps: int = Field(default=50, ge=1)
     save_steps: int = Field(default=50, ge=1)
@@ -161,6 +164,7 @@ class TrainingConfig(_Model):
     seed: int = 42
     export_quantization: Literal["f16", "q8_0", "f32"] = "q8_0"
     parity_threshold: float = Field(default=0.8, ge=0, le=1)
+    parity_prompts: int = Field(default=8, ge=1, le=256)  # greedy answers compared
 
 
 class RetrievalConfig(_Model):

@@ -26,6 +26,8 @@ def train(
     max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
     lora_r: int | None = typer.Option(None, "--lora-r"),
     lora_alpha: int | None = typer.Option(None, "--lora-alpha"),
+    lora_layers: int | None = typer.Option(None, "--lora-layers", help="LoRA on the last N "
+                                           "decoder layers only (faster on a CPU)."),
     packing: bool | None = typer.Option(None, "--packing/--no-packing"),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
     seed: int | None = typer.Option(None, "--seed"),
@@ -57,8 +59,8 @@ def train(
         "method": method, "epochs": epochs, "learning_rate": learning_rate,
         "batch_size": batch_size, "gradient_accumulation": grad_accum,
         "max_seq_length": max_seq_length, "lora_r": lora_r, "lora_alpha": lora_alpha,
-        "packing": packing, "max_steps": max_steps, "seed": seed, "save_steps": save_steps,
-        "eval_steps": eval_steps, "model_name": name,
+        "lora_layers": lora_layers, "packing": packing, "max_steps": max_steps, "seed": seed,
+        "save_steps": save_steps, "eval_steps": eval_steps, "model_name": name,
     }
     if resume is not None:
         with _progress() as report:

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from tuneloop.project import Project
     from tuneloop.train.base import BaseModel
 
-PARITY_PROMPTS = 8
-
-
 @dataclass
 class PublishReport:
     """The export of one run: its file, its registered name and its parity with the adapter."""
@@ -80,12 +77,13 @@ def export_and_check(project: Project, run_id: int, version: DatasetVersion, mod
                  "train")
     from tuneloop.train.examples import read_records
 
+    count = int(params.get("parity_prompts") or 8)
     records = []
     for record in read_records(version.split_path(split)):
         records.append(record)
-        if len(records) >= PARITY_PROMPTS:
+        if len(records) >= count:
             break
-    prompts = prompt_messages(records, project.config.task.system_prompt, PARITY_PROMPTS)
+    prompts = prompt_messages(records, project.config.task.system_prompt, count)
     report = check_parity(model.hf_dir, adapter_dir, gguf_path, prompts, lora=lora)
     record_metrics(project.store, run_id, -1, {"parity_agreement": report.agreement,
                                                "parity_exact": report.exact})

@@ -158,7 +158,7 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
             metrics["tokens_per_s"] = (trainer.tokens_seen * trainer.args.world_size
                                        / outcome.metrics["train_runtime"])
         if rows["validation"]:
-            metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+            metrics["eval_loss"] = _final_eval_loss(trainer)
         adapter_dir = out / "adapter"
         trainer.save_model(str(adapter_dir))
         if main:
@@ -177,6 +177,20 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
         _finish(project, run_id, version, model, params, result, register=register,
                 export=export)
     return result
+
+
+def _final_eval_loss(trainer: Any) -> float:
+    """The validation loss of the weights training ended with, evaluated only if no evaluation
+    of exactly those weights was logged (the best checkpoint's, with early stopping)."""
+    state = trainer.state
+    if trainer.args.load_best_model_at_end and state.best_metric is not None:
+        return float(state.best_metric)
+    for entry in reversed(state.log_history):
+        if "eval_loss" in entry:
+            if entry.get("step") == state.global_step:
+                return float(entry["eval_loss"])
+            break
+    return float(trainer.evaluate()["eval_loss"])
 
 
 def publish_run(project: Project, run_id: int, *, export: bool = True) -> TrainResult:

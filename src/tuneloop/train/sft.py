@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from tuneloop.errors import TrainingError
+from tuneloop.train.examples import IGNORE_INDEX
 
 
 class SFTTrainer(Trainer):
@@ -32,13 +33,40 @@ class SFTTrainer(Trainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tokens_seen = 0
+        # our compute_loss takes the step's labelled-token count: Trainer then counts it over
+        # all accumulated micro-batches, so each token weighs the same whatever its batch
+        self.model_accepts_loss_kwargs = True
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        """Count the batch's real tokens when training, then compute the usual loss."""
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """Causal-LM loss computed only where there is something to learn.
+
+        Only the assistant's tokens carry labels (a third of a support conversation), so the
+        vocabulary projection, the largest single matrix of a small model, runs on the
+        positions that predict a labelled token and nowhere else (`logits_to_keep` with a
+        boolean mask). The loss is the same token-mean cross-entropy Trainer computes.
+        """
         tokens = inputs.pop("num_tokens", 0)
         if model.training:
             self.tokens_seen += int(tokens)
-        return super().compute_loss(model, inputs, *args, **kwargs)
+        labels = inputs.pop("labels")
+        targets = labels[:, 1:]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = targets != IGNORE_INDEX
+        outputs = model(**inputs, logits_to_keep=keep)
+        wanted = targets[targets != IGNORE_INDEX]
+        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), wanted,
+                                                 reduction="sum")
+        # With accumulation, Trainer counts the labelled tokens of the whole optimizer step
+        # and the loss is already normalised for it; otherwise it is a per-batch mean.
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        if num_items_in_batch is not None:
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+        else:
+            loss = loss / max(int(wanted.numel()), 1)
+        return (loss, outputs) if return_outputs else loss
 
 
 def load_tokenizer(base_dir: Path) -> Any:
@@ -63,11 +91,29 @@ def load_model(base_dir: Path, params: dict[str, Any]) -> Any:
         from peft import LoraConfig, get_peft_model
 
         targets = params["lora_target_modules"]
+        layers = _upper_layers(model, params.get("lora_layers"))
+        if layers is not None and isinstance(targets, str):
+            targets = _linear_names(model)  # PEFT takes a layer subset only with named targets
         lora = LoraConfig(r=int(params["lora_r"]), lora_alpha=int(params["lora_alpha"]),
                           lora_dropout=float(params["lora_dropout"]), target_modules=targets,
-                          task_type="CAUSAL_LM")
+                          layers_to_transform=layers, task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
     return model
+
+
+def _upper_layers(model: Any, count: int | None) -> list[int] | None:
+    """The indices of the last `count` decoder layers (None: all layers)."""
+    total = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    if not count or not total or count >= total:
+        return None
+    return list(range(total - count, total))
+
+
+def _linear_names(model: Any) -> list[str]:
+    """What "all-linear" means in PEFT: every linear layer's name except the output head."""
+    output = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not output})
 
 
 def training_arguments(params: dict[str, Any], output_dir: Path, *, has_eval: bool,
@@ -88,6 +134,7 @@ def training_arguments(params: dict[str, Any], output_dir: Path, *, has_eval: bo
         max_steps=int(params.get("max_steps") or -1),
         per_device_train_batch_size=int(params["batch_size"]),
         per_device_eval_batch_size=int(params["batch_size"]),
+        prediction_loss_only=True,  # evaluation needs the loss; keeping logits costs GBs
         gradient_accumulation_steps=int(params["gradient_accumulation"]),
         learning_rate=float(params["learning_rate"]),
         lr_scheduler_type=params["lr_scheduler"],
