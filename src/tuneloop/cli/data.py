@@ -108,7 +108,7 @@ def list_(ctx: typer.Context, name: str | None = typer.Argument(None)) -> None:
         table.add_row(v.ref, tier_label(v.tier), *(f"{v.counts.get(s, 0):,}"
                                                    for s in ("train", "validation", "test")),
                       ", ".join(f"#{a}" for a in v.approvals) or "-",
-                      v.manifest.get("created_at", "") if v.path.exists() else "")
+                      v.created_at.isoformat(timespec="seconds") if v.created_at else "")
     console.print(table)
 
 

@@ -13,6 +13,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ class DatasetVersion:
     approvals: tuple[int, ...]
     path: Path
     counts: dict[str, int] = field(default_factory=dict, compare=False)
+    created_at: datetime | None = field(default=None, compare=False)
 
     @property
     def ref(self) -> str:
@@ -88,7 +90,8 @@ class DatasetVersion:
 def _from_row(row: DatasetVersionRow) -> DatasetVersion:
     return DatasetVersion(name=row.name, id=row.version_id, tier=row.tier,
                           roots=frozenset(row.roots), approvals=tuple(row.approvals),
-                          path=Path(row.path), counts=dict(row.counts))
+                          path=Path(row.path), counts=dict(row.counts),
+                          created_at=row.created_at)
 
 
 def get_version(project: Project, ref: str) -> DatasetVersion:
