@@ -40,6 +40,8 @@ def serve(
     bind_host, bind_port = host or config.host, port or config.port
     console.print(f"[green]✓[/] serving {project.config.task.name} on "
                   f"http://{bind_host}:{bind_port}/v1  (model: {config.app_alias})")
+    console.print(f"  dashboard: http://{bind_host}:{bind_port}/ui/  (sign in with an API key); "
+                  f"metrics: http://{bind_host}:{bind_port}/metrics")
     # Connections beyond the queue plus headroom are refused by uvicorn itself (503), so memory
     # stays bounded however many clients connect.
     uvicorn.run(app, host=bind_host, port=bind_port, log_level=log_level,
