@@ -73,12 +73,13 @@ def raw_llama_run(llm, prompt_tokens: list[int], max_tokens: int) -> tuple[int, 
 def bench_llama_cpp(rounds: int, max_tokens: int, batch_n: int, threads: int) -> dict:
     from llama_cpp import Llama
 
-    from tuneloop.engines.llama_cpp import LlamaCppEngine
+    from tuneloop.engines.llama_cpp import FLASH_ATTENTION, LlamaCppEngine
 
     path = bundled_gguf_path()
     engine = LlamaCppEngine(path, n_ctx=2048, n_threads=threads)
+    # the same llama.cpp settings as the engine, so the ratio measures the wrapper only
     raw = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
-                verbose=False)
+                verbose=False, flash_attn=FLASH_ATTENTION)
     prompt_tokens = engine._prompt_tokens(PROMPT)
     params = GenerationParams(max_tokens=max_tokens)
     engine.chat(PROMPT, GenerationParams(max_tokens=4))  # warm-up both

@@ -34,6 +34,12 @@ from tuneloop.errors import EngineError, NotFound
 _GGML_TYPE = {"f16": 1, "f32": 0}
 
 
+# llama.cpp's fused attention: measured ~10% faster prefill and decode on 2 CPU cores for
+# SmolLM2 (f16, q8_0 and q4_1 alike), deterministic like the default path. The parity check
+# after a fine-tuning export loads its GGUF with the same setting.
+FLASH_ATTENTION = True
+
+
 class LlamaCppEngine(Engine):
     """Chat with a GGUF model through llama.cpp, using the model's own (sandboxed) chat template."""
 
@@ -103,7 +109,8 @@ class LlamaCppEngine(Engine):
             probe_ctx = n_ctx or 0
             llm = Llama(model_path=str(self.path), n_ctx=probe_ctx, n_threads=self.n_threads,
                         n_threads_batch=self.n_threads, n_batch=n_batch, verbose=False,
-                        type_k=_GGML_TYPE[kv_cache_type], type_v=_GGML_TYPE[kv_cache_type])
+                        type_k=_GGML_TYPE[kv_cache_type], type_v=_GGML_TYPE[kv_cache_type],
+                        flash_attn=FLASH_ATTENTION)
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"llama.cpp could not load {self.path}: {exc}",
                               hint="check that the file is a complete, llama.cpp-compatible GGUF"
@@ -114,7 +121,8 @@ class LlamaCppEngine(Engine):
             llm.close()
             llm = Llama(model_path=str(self.path), n_ctx=4096, n_threads=self.n_threads,
                         n_threads_batch=self.n_threads, n_batch=n_batch, verbose=False,
-                        type_k=_GGML_TYPE[kv_cache_type], type_v=_GGML_TYPE[kv_cache_type])
+                        type_k=_GGML_TYPE[kv_cache_type], type_v=_GGML_TYPE[kv_cache_type],
+                        flash_attn=FLASH_ATTENTION)
         return llm
 
     # -- the Engine interface ---------------------------------------------------------------

@@ -101,8 +101,10 @@ def _llama_cpp_answers(gguf_path: Path, prompt_ids: list[list[int]], max_new_tok
     from llama_cpp import Llama
 
     longest = max((len(p) for p in prompt_ids), default=0) + max_new_tokens + 8
+    from tuneloop.engines.llama_cpp import FLASH_ATTENTION
+
     llm = Llama(model_path=str(gguf_path), n_ctx=max(512, longest), n_threads=2, seed=0,
-                verbose=False, logits_all=False)
+                verbose=False, logits_all=False, flash_attn=FLASH_ATTENTION)
     answers = []
     try:
         for ids in prompt_ids:
