@@ -20,7 +20,7 @@ from tuneloop.engines.base import Completion
 from tuneloop.errors import DataError, EngineError
 from tuneloop.evaluate import compare_runs, load_run
 from tuneloop.evaluate.run import evaluate_examples
-from tuneloop.evaluate.runner import Example, examples_from_records, run_variant
+from tuneloop.evaluate.runner import WARMUP_TOKENS, Example, examples_from_records, run_variant
 from tuneloop.governance.tiers import Actor, Resource
 from tuneloop.store.evals import EvalOutput, EvalRun
 
@@ -45,11 +45,16 @@ class ScriptedVariant:
         self.fail_on = fail_on or set()
         self.resource = Resource("variant", name, 1)
         self.calls = 0
+        self.max_tokens_seen: list[int | None] = []
         self._lock = threading.Lock()
+
+    def params(self, **overrides):
+        return dict(overrides)
 
     def run(self, messages, actor, params=None) -> Result:
         with self._lock:
             self.calls += 1
+            self.max_tokens_seen.append((params or {}).get("max_tokens"))
         question = messages[-1]["content"]
         if self.barrier is not None:
             self.barrier.wait(timeout=20)  # only returns when `parties` calls are in flight
@@ -83,6 +88,8 @@ def test_runner_warms_up_once_and_does_not_measure_the_warm_up() -> None:
     variant = ScriptedVariant("v", lambda q: "x")
     outputs, _, _ = run_variant(variant, make_examples(4), ACTOR, concurrency=1)
     assert variant.calls == 5 and len(outputs) == 4
+    # the warm-up asks for a few tokens only; measured requests use the variant's own settings
+    assert variant.max_tokens_seen == [WARMUP_TOKENS, None, None, None, None]
 
 
 def test_an_engine_error_on_one_example_is_recorded_and_the_others_still_run() -> None:

@@ -35,6 +35,8 @@ class RunnableVariant(Protocol):
     @property
     def uses_retrieval(self) -> bool: ...
 
+    def params(self, **overrides: Any) -> Any: ...
+
     def run(self, messages: Sequence[Message], actor: Actor, params: Any = None) -> Any: ...
 
 
@@ -88,6 +90,9 @@ def hit_dict(hit: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if isinstance(v, str | int | float | bool | type(None))}
 
 
+WARMUP_TOKENS = 4
+
+
 def run_variant(variant: RunnableVariant, examples: Sequence[Example], actor: Actor, *,
                 concurrency: int = 1, warmup: bool = True,
                 progress: Progress | None = None) -> tuple[list[Output], dict[str, list[dict]],
@@ -98,9 +103,11 @@ def run_variant(variant: RunnableVariant, examples: Sequence[Example], actor: Ac
     anything else (a refused approval, a crash) stops the run.
     """
     if warmup and examples:
-        # A failing warm-up is not an error of its own: the measured request records it.
+        # Loads the engine, the retriever and their caches so the first measured request does
+        # not pay for them; a few tokens are enough for that, a whole answer would only cost
+        # time. A failing warm-up is not an error of its own: the measured request records it.
         with contextlib.suppress(EngineError):
-            variant.run(examples[0].messages, actor)
+            variant.run(examples[0].messages, actor, variant.params(max_tokens=WARMUP_TOKENS))
     retrieved: dict[str, list[dict]] = {}
     done = 0
 
