@@ -39,7 +39,7 @@ class DemoOptions:
     quick: bool = False
     train_overrides: dict[str, object] = field(default_factory=dict)
     eval_limit: int | None = None
-    traffic: int = 24
+    traffic: int = 16
     port: int = 0
 
     @classmethod
@@ -47,10 +47,11 @@ class DemoOptions:
         """The full demo trains as tuneloop.yaml says; the quick one only proves the pipeline
         (a few optimizer steps of one micro-batch: CPU training costs ~4 x 135M FLOPs a token)."""
         if quick:
-            return cls(quick=True, eval_limit=6, traffic=6,
+            return cls(quick=True, eval_limit=4, traffic=6,
                        train_overrides={"max_steps": 3, "gradient_accumulation": 1,
-                                        "eval_steps": 1000, "save_steps": 1000})
-        return cls(quick=False, eval_limit=None, traffic=24)
+                                        "eval_steps": 1000, "save_steps": 1000,
+                                        "max_eval_examples": 8, "parity_prompts": 4})
+        return cls(quick=False, eval_limit=None, traffic=16)
 
 
 @dataclass

@@ -10,7 +10,8 @@ from tuneloop.config import TrainingConfig
 from tuneloop.errors import ConfigError
 
 # not in tuneloop.yaml, but settable per run (tests and benchmarks cap the number of steps)
-RUN_ONLY = {"max_steps": None, "run_name": None, "model_name": None}
+RUN_ONLY = {"max_steps": None, "run_name": None, "model_name": None,
+            "max_eval_examples": None}  # validation on the first N examples only
 
 
 def resolve_params(config: TrainingConfig, overrides: dict[str, Any] | None = None) -> dict:

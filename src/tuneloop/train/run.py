@@ -127,6 +127,8 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
         for split in ("train", "validation"):
             path = version.split_path(split)
             records = list(read_records(path)) if path.is_file() else []
+            if split == "validation" and params.get("max_eval_examples"):
+                records = records[: int(params["max_eval_examples"])]
             examples, report = tokenize_records(tokenizer, records,
                                                 max_length=params["max_seq_length"],
                                                 system_prompt=system)
