@@ -14,27 +14,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("TUNELOOP_DATABASE_URL", None)
 
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from tuneloop import Project
 from tuneloop.governance import principals
 from tuneloop.serve.app import create_app
+from tuneloop.serve.background import serve_in_background
 
 GOAL_RATIO = 1.05
 CONFIG = """\
@@ -65,17 +62,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def start_server(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small version (fewer requests)")
@@ -98,54 +84,53 @@ def main() -> None:
         engine.chat(variant.prepare([{"role": "user", "content": "hi"}],
                                     project.actor()).messages, params)
     actor = project.actor()
-    url, server, thread = start_server(app)
-    headers = {"authorization": f"Bearer {key}"}
-    client = httpx.Client(timeout=120, headers=headers)
-    # Warm the server path (first request loads the redactor's and HTTP stack's caches).
-    client.post(url + "/v1/chat/completions",
-                json={"model": "base", "messages": [{"role": "user", "content": "hi"}]})
+    # serve_in_background: a TCP socket with Nagle off, as uvicorn serves in production
+    with serve_in_background(app) as url:
+        headers = {"authorization": f"Bearer {key}"}
+        client = httpx.Client(timeout=120, headers=headers)
+        # Warm the server path (first request loads the redactor's and HTTP stack's caches).
+        client.post(url + "/v1/chat/completions",
+                    json={"model": "base", "messages": [{"role": "user", "content": "hi"}]})
 
-    direct: list[float] = []
-    served: list[float] = []
-    same_text = 0
-    for i in range(rounds):
-        messages = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
+        direct: list[float] = []
+        served: list[float] = []
+        same_text = 0
+        for i in range(rounds):
+            messages = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
 
-        def via_engine(messages: list[dict[str, str]] = messages) -> str:
+            def via_engine(messages: list[dict[str, str]] = messages) -> str:
+                start = time.perf_counter()
+                prepared = variant.prepare(messages, actor)
+                text = engine.chat(prepared.messages, params).text
+                direct.append(time.perf_counter() - start)
+                return text
+
+            def via_server(messages: list[dict[str, str]] = messages) -> str:
+                start = time.perf_counter()
+                r = client.post(url + "/v1/chat/completions",
+                                json={"model": "base", "messages": messages})
+                r.raise_for_status()
+                served.append(time.perf_counter() - start)
+                return r.json()["choices"][0]["message"]["content"]
+
+            first, second = (via_engine, via_server) if i % 2 == 0 else (via_server, via_engine)
+            a, b = first(), second()
+            same_text += a == b
+
+        throughput: dict[int, float] = {}
+        for level, count in per_level.items():
+            def one(i: int) -> None:
+                r = client.post(url + "/v1/chat/completions", json={
+                    "model": "base",
+                    "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]})
+                r.raise_for_status()
+
             start = time.perf_counter()
-            prepared = variant.prepare(messages, actor)
-            text = engine.chat(prepared.messages, params).text
-            direct.append(time.perf_counter() - start)
-            return text
+            with ThreadPoolExecutor(max_workers=level) as pool:
+                list(pool.map(one, range(count)))
+            throughput[level] = count / (time.perf_counter() - start)
 
-        def via_server(messages: list[dict[str, str]] = messages) -> str:
-            start = time.perf_counter()
-            r = client.post(url + "/v1/chat/completions",
-                            json={"model": "base", "messages": messages})
-            r.raise_for_status()
-            served.append(time.perf_counter() - start)
-            return r.json()["choices"][0]["message"]["content"]
-
-        first, second = (via_engine, via_server) if i % 2 == 0 else (via_server, via_engine)
-        a, b = first(), second()
-        same_text += a == b
-
-    throughput: dict[int, float] = {}
-    for level, count in per_level.items():
-        def one(i: int) -> None:
-            r = client.post(url + "/v1/chat/completions", json={
-                "model": "base",
-                "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]})
-            r.raise_for_status()
-
-        start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=level) as pool:
-            list(pool.map(one, range(count)))
-        throughput[level] = count / (time.perf_counter() - start)
-
-    client.close()
-    server.should_exit = True
-    thread.join(timeout=30)
+        client.close()
     project.close()
 
     med_d, med_s = statistics.median(direct), statistics.median(served)
