@@ -18,9 +18,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 pgdir=$(mktemp -d /tmp/tuneloop-pg.XXXXXX)
-port=${TUNELOOP_TEST_PG_PORT:-54329}
+# a free loopback port unless one is given: a developer's own PostgreSQL may hold 5432 or 54329
+port=${TUNELOOP_TEST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 trap 'bash scripts/postgres.sh stop "$pgdir"; rm -rf "$pgdir"' EXIT
-export TUNELOOP_TEST_POSTGRES_URL=$(bash scripts/postgres.sh start "$pgdir" "$port")
+# assigned on its own line so that a server that cannot start stops the run (set -e)
+pg_url=$(bash scripts/postgres.sh start "$pgdir" "$port")
+export TUNELOOP_TEST_POSTGRES_URL=$pg_url
 export TUNELOOP_REQUIRE_POSTGRES=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/python -m pytest "$@"
