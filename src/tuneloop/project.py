@@ -60,11 +60,11 @@ class Project:
         (project.state_dir / ".gitignore").write_text("*\n", encoding="utf-8")
         project.artifacts_dir.mkdir(exist_ok=True)
         with project.store.session() as session:
-            creator = principals.local_user()
             existing = session.scalar(select(func.count()).select_from(Principal)) or 0
-            principal = principals.ensure_principal(
-                session, creator, role="admin" if existing == 0 else "developer"
-            )
+            # The operating-system account that creates the project owns it (as its local
+            # principal, bound to the account id); anyone else acts with a key.
+            principal = principals.local_principal(
+                session, role="admin" if existing == 0 else "developer")
             if existing == 0:
                 audit.record(
                     session,
@@ -94,7 +94,8 @@ class Project:
         return Store.for_project(self.state_dir)
 
     def actor(self, key: str | None = None) -> Actor:
-        """Who is acting: the API key given or in TUNELOOP_API_KEY, else the local user."""
+        """Who is acting: the API key given or in TUNELOOP_API_KEY, else the local principal of
+        the operating-system account (never a name from the environment)."""
         return principals.current_actor(self.store, key)
 
     def path(self, relative: str | Path) -> Path:

@@ -9,6 +9,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tuneloop.cli._common import console, state, tier_label
+from tuneloop.cli.data_tier import tier as tier_command
 
 app = typer.Typer(help="Datasets: add sources, build versions, show lineage, synthesise, export.",
                   no_args_is_help=True)
@@ -43,6 +44,9 @@ def add(
     if info.tier == 2:
         console.print("  Tier 2: every use needs an approval, e.g. `tuneloop approvals request "
                       f"--scope source:{info.name} --use train --purpose \"...\"`")
+
+
+app.command("tier")(tier_command)
 
 
 @app.command()

@@ -75,3 +75,19 @@ def revoke(ctx: typer.Context, prefix: str = typer.Argument(..., help="The key's
     project = c.project()
     principals.revoke_key(project.store, c.actor(project), prefix)
     console.print(f"[green]✓[/] revoked {prefix}")
+
+
+@app.command()
+def disable(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The principal to disable."),
+    reason: str = typer.Option("", help="Recorded in the audit log."),
+) -> None:
+    """Disable a principal at once: none of its keys work any more (admins only).
+
+    Example:  tuneloop keys disable mallory --reason "left the company"
+    """
+    c = state(ctx)
+    project = c.project()
+    principals.disable_principal(project.store, c.actor(project), name, reason)
+    console.print(f"[green]✓[/] disabled {name}; its keys no longer work")

@@ -48,7 +48,8 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="The .gguf file to write."),
     quantization: str = typer.Option("f16", "--quant", "-q", help="f32 | f16 | q8_0"),
     register: str | None = typer.Option(None, help="Register the export under this name."),
-    tier: int = typer.Option(1, help="Tier of the registered export (2 if made from Tier 2)."),
+    tier: int = typer.Option(1, help="The export's tier at least (its lineage may raise it: a "
+                                     "model made from Tier 2 data is Tier 2)."),
 ) -> None:
     """Export a Hugging Face model folder to GGUF for the llama.cpp engine.
 
@@ -67,13 +68,15 @@ def export(
                                                                         total=total))
     console.print(f"[green]✓[/] wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if project is not None and register:
-        from tuneloop.engines.registry import register_model
+        from tuneloop.engines.registry import lineage_of, register_model
 
-        register_model(project, name=register, kind="gguf", path=str(path.resolve()),
-                       format="gguf", tier=tier, base_model=str(model_dir),
-                       lineage={"exported_from": str(model_dir), "quantization": quantization},
-                       actor=c.actor(project).name)
-        console.print(f"[green]✓[/] registered as {register}")
+        made_from_tier, roots = lineage_of(project, model_dir)
+        record = register_model(
+            project, name=register, kind="gguf", path=str(path.resolve()), format="gguf",
+            tier=max(tier, made_from_tier), roots=roots, base_model=str(model_dir),
+            lineage={"exported_from": str(model_dir), "quantization": quantization},
+            actor=c.actor(project).name)
+        console.print(f"[green]✓[/] registered as {register} (tier {record.tier})")
 
 
 @app.command("prepare")

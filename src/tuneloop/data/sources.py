@@ -17,7 +17,7 @@ from sqlalchemy import select
 from tuneloop.config import NAME_PATTERN
 from tuneloop.data.readers import DOCUMENT_SUFFIXES, detect_format
 from tuneloop.errors import DataError, NotFound, TuneloopError
-from tuneloop.governance import audit
+from tuneloop.governance import audit, tier_floor
 from tuneloop.governance.tiers import Actor, Resource
 from tuneloop.project import Project
 from tuneloop.store import Source
@@ -64,6 +64,7 @@ def add_source(project: Project, actor: Actor, path: str | Path, name: str, tier
                             f"{declared.path!r}; choose another name")
     stored = _relative(project, resolved)
     with project.store.session() as session:
+        marks = _check_tier_floor(project, session, name, resolved, tier)
         row = session.execute(select(Source).where(Source.name == name)).scalar_one_or_none()
         if row is None:
             row = Source(name=name, path=stored, kind=kind, format=fmt, tier=tier, owner=owner,
@@ -73,7 +74,7 @@ def add_source(project: Project, actor: Actor, path: str | Path, name: str, tier
             row.path, row.kind, row.format, row.tier = stored, kind, fmt, tier
             row.owner, row.description = owner or row.owner, description or row.description
         audit.record(session, actor=actor.name, action="source.add", target=f"source:{name}",
-                     tier=tier, details={"path": stored, "kind": kind, "format": fmt})
+                     tier=tier, details={"path": stored, "kind": kind, "format": fmt, **marks})
     return SourceInfo(name, resolved, kind, fmt, tier, owner=owner)
 
 
@@ -85,6 +86,32 @@ def _relative(project: Project, path: Path) -> str:
         return str(path)
 
 
+def _check_tier_floor(project: Project, session, name: str, path: Path,
+                      tier: int) -> dict[str, str]:
+    """Refuse to lower the tier of data known as Tier 2 (see `governance.tier_floor`); returns
+    what the audit event of a Tier 2 registration records to keep the data known."""
+    hashed: list[str] = []
+
+    def digest() -> str:
+        if not hashed:
+            hashed.append(content_hash(path))
+        return hashed[0]
+
+    tier_floor.check_registration(session, tier_floor.Registration(name, path, tier, digest),
+                                  lambda stored: project.path(stored).resolve())
+    return tier_floor.mark_details(path, digest()) if tier >= 2 else {}
+
+
+def _sync_tier_floor(project: Project, session, name: str, path: str, tier: int) -> None:
+    """The tier check of `governance.tier_floor` for a source from the file; a Tier 2 one is
+    recorded (path and content hash) so the data stays known as Tier 2."""
+    marks = _check_tier_floor(project, session, name, project.path(path).resolve(), tier)
+    if marks:
+        session.flush()
+        audit.record(session, actor="tuneloop.yaml", action="source.sync",
+                     target=f"source:{name}", tier=tier, details={"path": path, **marks})
+
+
 def sync_sources(project: Project) -> None:
     """Copy the sources declared in `tuneloop.yaml` into the store (the file wins)."""
     declared = project.config.sources
@@ -92,13 +119,16 @@ def sync_sources(project: Project) -> None:
         return
     with project.store.session() as session:
         rows = {r.name: r for r in session.execute(select(Source)).scalars()}
-        for src in declared:
+        # Tier 2 first, so that a Tier 1 entry for the same data is checked against it.
+        for src in sorted(declared, key=lambda s: -s.tier):
             row = rows.get(src.name)
             values = {"path": src.path, "kind": src.kind, "format": src.format, "tier": src.tier,
                       "owner": src.owner, "description": src.description}
             if row is None:
+                _sync_tier_floor(project, session, src.name, src.path, src.tier)
                 session.add(Source(name=src.name, registered_by="tuneloop.yaml", **values))
             elif any(getattr(row, k) != v for k, v in values.items()):
+                _sync_tier_floor(project, session, src.name, src.path, src.tier)
                 for key, value in values.items():
                     setattr(row, key, value)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -57,9 +58,10 @@ def register_model(project: Project, *, name: str, kind: str, path: str, format:
 
     `kind`: base, adapter, merged, gguf or endpoint. `roots` are the Tier 2 source refs the model
     derives from (taint), `lineage` what it was made from (dataset versions, run id, approvals).
+    Registering again never lowers the tier or drops roots of an existing name: taint only grows.
     """
     from tuneloop.governance import audit
-    from tuneloop.governance.principals import local_user
+    from tuneloop.governance.principals import local_name
     from tuneloop.store.registry import ModelRow
 
     if kind not in KINDS:
@@ -69,20 +71,57 @@ def register_model(project: Project, *, name: str, kind: str, path: str, format:
                              f"{', '.join(FORMATS)}")
     if not name or name in ("base",) or name.startswith("bundled:"):
         raise InvalidRequest(f"{name!r} is reserved and cannot name a registered model")
-    who = actor or local_user()
+    who = actor or local_name()
     with project.store.session() as session:
         row = session.scalar(select(ModelRow).where(ModelRow.name == name))
         if row is None:
-            row = ModelRow(name=name)
+            row = ModelRow(name=name, tier=1, roots=[])
             session.add(row)
-        row.kind, row.path, row.format, row.tier = kind, str(path), format, int(tier)
-        row.roots, row.base_model = sorted(set(roots)), base_model or ""
+        tier = max(int(tier), int(row.tier or 1))
+        roots = set(roots) | set(row.roots or ())
+        row.kind, row.path, row.format, row.tier = kind, str(path), format, tier
+        row.roots, row.base_model = sorted(roots), base_model or ""
         row.lineage, row.created_by = dict(lineage or {}), who
         session.flush()
         audit.record(session, actor=who, action="model.register", target=f"model:{name}",
-                     tier=int(tier), details={"kind": kind, "format": format, "path": str(path),
-                                              "base_model": base_model or ""})
+                     tier=tier, details={"kind": kind, "format": format, "path": str(path),
+                                         "base_model": base_model or "", "roots": sorted(roots)})
         return _record(row)
+
+
+def lineage_of(project: Project, path: str | Path) -> tuple[int, frozenset[str]]:
+    """The tier and Tier 2 roots of what a model file or folder was made from, as far as the
+    registry knows: a model registered (now or ever: the audit keeps every registration) at that
+    path, inside it, or (for models tuneloop trained) in the same run folder, e.g. the merged model
+    next to a registered adapter."""
+    target = Path(path).resolve()
+    artifacts = project.artifacts_dir.resolve()
+    tier, roots = 1, set()
+    for where, model_tier, model_roots in _registrations(project):
+        where = where.resolve()
+        home = where.parent if where.is_relative_to(artifacts) else where
+        if target == where or target.is_relative_to(home) or where.is_relative_to(target):
+            tier, roots = max(tier, model_tier), roots | set(model_roots)
+    return tier, frozenset(roots)
+
+
+def _registrations(project: Project) -> list[tuple[Path, int, list[str]]]:
+    """Every path a model was registered at, with its tier and roots: the registry's rows and
+    the audit's `model.register` events (a name re-registered elsewhere keeps its history)."""
+    import json
+
+    from tuneloop.store import AuditEvent
+
+    found = [(Path(m.path), m.tier, list(m.roots)) for m in list_models(project)[1:]
+             if m.format != "openai" and m.path]
+    with project.store.session(write=False) as session:
+        events = session.execute(select(AuditEvent.tier, AuditEvent.details)
+                                 .where(AuditEvent.action == "model.register")).all()
+    for tier, details in events:
+        facts = json.loads(details or "{}")
+        if facts.get("format") != "openai" and facts.get("path"):
+            found.append((Path(facts["path"]), int(tier or 1), list(facts.get("roots", []))))
+    return found
 
 
 def get_model(project: Project, name: str) -> ModelRecord:

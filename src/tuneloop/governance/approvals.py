@@ -107,15 +107,15 @@ def _decide(store: Store, by: Actor, approval_id: int, new_status: str, reason: 
         row = session.get(Approval, approval_id)
         if row is None:
             raise NotFound(f"no approval #{approval_id}", hint="`tuneloop approvals list`")
-        requester_id = row.requester_id
-    if new_status == "revoked":
-        why_not = (
-            None
-            if by.role == "privacy"
-            else (f"only the privacy team revokes approvals; {by.name} has role {by.role!r}")
-        )
+        requester_id, beneficiary = row.requester_id, row.beneficiary
+        decider = session.get(Principal, by.id)
+        disabled = decider is None or decider.disabled_at is not None
+    if disabled:
+        why_not: str | None = f"{by.name} is disabled"
+    elif new_status == "revoked":
+        why_not = _why_not_revoke(by)
     else:
-        why_not = may_decide(by, requester_id)
+        why_not = may_decide(by, requester_id, beneficiary)
     if why_not:
         audit.record_now(
             store,
@@ -149,6 +149,15 @@ def _decide(store: Store, by: Actor, approval_id: int, new_status: str, reason: 
         )
         session.flush()
         return row
+
+
+def _why_not_revoke(by: Actor) -> str | None:
+    """Why `by` may not revoke an approval (revoking takes a privacy officer's key)."""
+    if by.local:
+        return "revoking takes the privacy officer's own API key (--key or TUNELOOP_API_KEY)"
+    if by.role != "privacy":
+        return f"only the privacy team revokes approvals; {by.name} has role {by.role!r}"
+    return None
 
 
 def _verb(status: str) -> str:

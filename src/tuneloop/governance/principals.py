@@ -1,10 +1,16 @@
-"""Principals (people and services) and their API keys. Keys are stored only as SHA-256 hashes."""
+"""Principals (people and services) and their API keys. Keys are stored only as SHA-256 hashes.
+
+Identity comes from keys, never from the environment. Without a key, the CLI acts as the *local
+principal*: one bound to the operating-system account id (`os.getuid()`, which no environment
+variable changes), named `ACCOUNT@uidN`. The local principal administers a project it created and
+never holds the privacy role; everything a privacy officer does takes their own key.
+"""
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
+import pwd
 import secrets
 from dataclasses import dataclass
 
@@ -20,9 +26,13 @@ KEY_PREFIX = "tl_"
 API_KEY_ENV = "TUNELOOP_API_KEY"
 
 
+LOCAL_KIND = "local"
+
+
 def actor_of(principal: Principal) -> Actor:
     return Actor(
-        id=principal.id, name=principal.name, role=principal.role, audience=principal.audience
+        id=principal.id, name=principal.name, role=principal.role, audience=principal.audience,
+        local=principal.kind == LOCAL_KIND,
     )
 
 
@@ -82,6 +92,11 @@ def create_key(
     _check(role, audience)
     with store.session() as session:
         principal = ensure_principal(session, name, role=role, audience=audience, kind=kind)
+        if principal.kind == LOCAL_KIND:
+            raise TuneloopError(f"{name!r} is an operating-system account's local principal; "
+                                "it acts without a key, choose another name")
+        if principal.disabled_at is not None:
+            raise PermissionDenied(f"principal {name!r} is disabled; it gets no new keys")
         if (principal.role, principal.audience) != (role, audience):
             raise TuneloopError(
                 f"principal {name!r} exists with role {principal.role!r} and audience "
@@ -153,22 +168,78 @@ def get_actor(store: Store, name: str) -> Actor:
         return actor_of(principal)
 
 
-def local_user() -> str:
-    """The operating-system user running the CLI."""
+def disable_principal(store: Store, by: Actor, name: str, reason: str = "") -> None:
+    """Disable a principal (admins only): none of its keys work any more, at once."""
+    if by.role != "admin":
+        raise PermissionDenied(f"only an admin disables principals; {by.name} has role {by.role!r}")
+    with store.session() as session:
+        principal = session.execute(
+            select(Principal).where(Principal.name == name)
+        ).scalar_one_or_none()
+        if principal is None:
+            raise NotFound(f"no principal named {name!r}", hint="`tuneloop keys list`")
+        if principal.id == by.id:
+            raise TuneloopError("an admin does not disable themselves; ask another admin")
+        if principal.disabled_at is None:
+            principal.disabled_at = utcnow()
+            audit.record(session, actor=by.name, action="principal.disable",
+                         target=f"principal:{name}", details={"reason": reason})
+
+
+def local_account() -> tuple[int, str]:
+    """The operating-system account running this process: its id and its name in the user
+    database (both from the kernel and /etc/passwd, never from LOGNAME or USER)."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER", "local")
+        return uid, pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return uid, "user"
+
+
+def local_name() -> str:
+    """The local principal's name: `ACCOUNT@uidN`."""
+    uid, account = local_account()
+    return f"{account}@uid{uid}"
+
+
+def local_principal(session: Session, *, role: str = "developer") -> Principal:
+    """The local principal of this OS account, created with `role` if it does not exist yet.
+
+    A principal of that name that is not a local one (made with a key) is refused: the name is
+    taken, and acting as it takes its key.
+    """
+    name = local_name()
+    principal = session.execute(
+        select(Principal).where(Principal.name == name)
+    ).scalar_one_or_none()
+    if principal is None:
+        principal = Principal(name=name, role=role, audience="internal", kind=LOCAL_KIND)
+        session.add(principal)
+        session.flush()
+    elif principal.kind != LOCAL_KIND:
+        raise PermissionDenied(f"principal {name!r} is not this account's local principal",
+                               hint="act with your API key (--key or TUNELOOP_API_KEY)")
+    return principal
+
+
+def local_actor(store: Store) -> Actor:
+    """The local principal as an Actor; never the privacy role, refused once disabled."""
+    with store.session() as session:
+        principal = local_principal(session)
+        if principal.disabled_at is not None:
+            raise PermissionDenied(f"the local principal {principal.name} has been disabled",
+                                   hint="act with your API key (--key or TUNELOOP_API_KEY)")
+        actor = actor_of(principal)
+    if actor.role == "privacy":
+        # The privacy role is proven by a key only, whatever the table says.
+        actor = Actor(actor.id, actor.name, "developer", actor.audience, local=True)
+    return actor
 
 
 def current_actor(store: Store, key: str | None = None) -> Actor:
-    """Who runs this CLI command: the key given (or in TUNELOOP_API_KEY), else the local user.
-
-    The local user is the project's admin when they created it, a developer otherwise; acting as
-    anyone else (the privacy officer, say) takes that person's key.
-    """
+    """Who runs this CLI command: the key given (or in TUNELOOP_API_KEY), else the local
+    principal of the operating-system account (see the module docstring)."""
     key = key or os.environ.get(API_KEY_ENV)
     if key:
         return authenticate(store, key)
-    with store.session() as session:
-        return actor_of(ensure_principal(session, local_user()))
+    return local_actor(store)

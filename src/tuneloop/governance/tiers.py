@@ -25,6 +25,8 @@ class Actor:
     name: str
     role: str
     audience: str
+    # True when acting without a key, as the operating-system account (see `principals`).
+    local: bool = False
 
     @property
     def ref(self) -> str:
@@ -118,14 +120,23 @@ def covering_grant(
     return None
 
 
-def may_decide(decider: Actor, requester_id: int) -> str | None:
-    """Why `decider` may not grant or deny a request, or None when they may."""
+def may_decide(decider: Actor, requester_id: int, beneficiary: str = "") -> str | None:
+    """Why `decider` may not grant or deny a request, or None when they may.
+
+    Deciding takes the privacy role proven by the decider's own key; nobody decides on a request
+    they made or one that names them as its beneficiary.
+    """
+    if decider.local:
+        return ("approval decisions take the privacy officer's own API key (--key or "
+                "TUNELOOP_API_KEY); the operating-system account never holds the privacy role")
     if decider.role != "privacy":
         return (
             f"only the privacy team decides on approvals; {decider.name} has role {decider.role!r}"
         )
     if decider.id == requester_id:
         return "nobody approves their own request"
+    if beneficiary == decider.ref:
+        return "nobody approves a request that benefits them"
     return None
 
 
