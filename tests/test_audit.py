@@ -97,7 +97,7 @@ def test_recomputing_one_hash_does_not_hide_an_edit(store) -> None:
     run_sql(store, "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
     with store.session(write=False) as s:
         event = s.get(AuditEvent, 3)
-        forged = audit._event_hash(event, row.prev_hash)
+        forged = audit._event_hash(event, row.prev_hash, audit.chain_key(store))
     run_sql(store, "UPDATE audit_events SET hash = :h WHERE seq = 3", h=forged)
     result = audit.verify(store)
     assert not result.ok and result.first_bad_seq == 4

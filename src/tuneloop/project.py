@@ -8,6 +8,7 @@ with project.store.session() as session: ...
 from __future__ import annotations
 
 import importlib.resources
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from sqlalchemy import func, select
 from tuneloop.config import CONFIG_FILE, ProjectConfig, load_config
 from tuneloop.errors import ConfigError
 from tuneloop.governance import audit, principals
+from tuneloop.governance.secrets import private_dir, private_file
 from tuneloop.governance.tiers import Actor
 from tuneloop.store import Principal, Store
+from tuneloop.store.db import DATABASE_URL_ENV
 
 STATE_DIR = ".tuneloop"
+DATABASE_FILE = "tuneloop.db"  # what `Store.for_project` opens when no database URL is set
 
 
 class Project:
@@ -56,7 +60,7 @@ class Project:
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(config_path)
         project = cls.open(root)
-        project.state_dir.mkdir(exist_ok=True)
+        private_dir(project.state_dir)
         (project.state_dir / ".gitignore").write_text("*\n", encoding="utf-8")
         project.artifacts_dir.mkdir(exist_ok=True)
         with project.store.session() as session:
@@ -89,8 +93,14 @@ class Project:
 
     @cached_property
     def store(self) -> Store:
-        """The project's store, migrated to the newest schema on first use."""
-        self.state_dir.mkdir(exist_ok=True)
+        """The project's store, migrated to the newest schema on first use.
+
+        `.tuneloop/` is private to its owner (0700), and so is a SQLite database (0600, and its
+        WAL files, which SQLite creates with the database's mode).
+        """
+        private_dir(self.state_dir)
+        if not os.environ.get(DATABASE_URL_ENV):
+            private_file(self.state_dir / DATABASE_FILE)
         return Store.for_project(self.state_dir)
 
     def actor(self, key: str | None = None) -> Actor:

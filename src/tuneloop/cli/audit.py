@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -9,7 +11,8 @@ from tuneloop.cli._common import console, state, tier_label, when
 from tuneloop.errors import PermissionDenied
 from tuneloop.governance import audit
 
-app = typer.Typer(help="The audit log: list events, verify the chain.", no_args_is_help=True)
+app = typer.Typer(help="The audit log: list events, verify the chain, export its head.",
+                  no_args_is_help=True)
 
 
 @app.command("list")
@@ -39,15 +42,46 @@ def list_(
 
 
 @app.command()
-def verify(ctx: typer.Context) -> None:
+def verify(
+    ctx: typer.Context,
+    head: Path | None = typer.Option(None, "--head", help="A head written by `audit "
+                                     "export-head`: also prove the chain still holds it."),
+) -> None:
     """Check the whole chain; exit 1 and name the first bad event if anything was tampered with.
 
-    Example:  tuneloop audit verify
+    Example:  tuneloop audit verify --head /secure/anchors/audit-head.json
     """
     project = state(ctx).project()
-    result = audit.verify(project.store)
+    anchor = audit.Head.from_json(head.read_text(encoding="utf-8")) if head else None
+    result = audit.verify(project.store, anchor=anchor)
     if result.ok:
-        console.print(f"[green]✓[/] {result}")
+        suffix = f", and it still holds the exported head #{anchor.seq}" if anchor else ""
+        console.print(f"[green]✓[/] {result}{suffix}")
     else:
         console.print(f"[bold red]✗[/] {result}")
         raise typer.Exit(1)
+
+
+@app.command("export-head")
+def export_head(
+    ctx: typer.Context,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write it here (default: print)."),
+) -> None:
+    """Print (or write) the chain's head, after verifying the chain, to keep it elsewhere.
+
+    Kept where the database's users cannot write, it proves later (`audit verify --head`) that
+    no event up to it was removed or rewritten.
+
+    Example:  tuneloop audit export-head --out /secure/anchors/audit-head.json
+    """
+    project = state(ctx).project()
+    result = audit.verify(project.store)
+    if not result.ok:
+        console.print(f"[bold red]✗[/] {result}; not exporting a head of a broken chain")
+        raise typer.Exit(1)
+    head = audit.export_head(project.store)
+    if out is None:
+        console.print(head.to_json(), highlight=False, soft_wrap=True)
+        return
+    out.write_text(head.to_json() + "\n", encoding="utf-8")
+    console.print(f"[green]✓[/] head #{head.seq} written to {out}")
