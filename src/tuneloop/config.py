@@ -165,13 +165,29 @@ class TrainingConfig(_Model):
     export_quantization: Literal["f16", "q8_0", "f32"] = "q8_0"
     parity_threshold: float = Field(default=0.8, ge=0, le=1)
     parity_prompts: int = Field(default=8, ge=1, le=256)  # greedy answers compared
+    # Retrieval-aware fine-tuning: train on the prompt a RAG variant serves (its sources for
+    # each training question, the gold passage where known), so the model learns to copy facts
+    # from its sources. The variant is `retrieval_variant`, else the first one with retrieval.
+    retrieval: bool = False
+    retrieval_variant: str | None = None
+    # share of examples whose gold passage is taken out and whose answer says so instead
+    retrieval_unanswerable: float = Field(default=0.1, ge=0, lt=1)
+    retrieval_abstain: str = "The sources I have do not cover this, so I cannot answer it."
 
 
 class RetrievalConfig(_Model):
+    """How a variant retrieves and lays out its sources (see `rag.prompt` for each choice)."""
+
     enabled: bool = False
     top_k: int = Field(default=4, ge=1, le=100)
     context_tokens: int = Field(default=768, ge=32)
     reranker: str | None = None
+    # drop chunks whose fused score is below this share of the best chunk's (0: keep all)
+    min_score_ratio: float = Field(default=0.0, ge=0, le=1)
+    # keep only this many sentences of each chunk, those sharing most words with the question
+    sentences: int | None = Field(default=None, ge=1)
+    # where the sources go: end of the system message, or just before the question
+    placement: Literal["system", "user"] = "system"
 
 
 class GenerationConfig(_Model):
@@ -259,14 +275,8 @@ class ProjectConfig(_Model):
         _unique(self.sources, "sources")
         _unique(self.datasets, "datasets")
         _unique(self.variants, "variants")
-        names = {s.name for s in self.sources}
-        for i, ds in enumerate(self.datasets):
-            for j, src in enumerate(ds.sources):
-                if src not in names:
-                    raise _RefError(f"datasets[{i}].sources[{j}]", src, sorted(names))
-        for j, src in enumerate(self.knowledge_base.sources):
-            if src not in names:
-                raise _RefError(f"knowledge_base.sources[{j}]", src, sorted(names))
+        # Source names are checked when used (`data.sources.check_references`): a source may also
+        # be registered with `tuneloop data add`, which the file cannot see.
         primaries = [m.name for m in self.metrics if m.primary]
         if len(primaries) > 1:
             raise ValueError(f"only one metric may be primary, found {primaries}")
@@ -274,6 +284,14 @@ class ProjectConfig(_Model):
 
     def source(self, name: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    def source_refs(self) -> list[tuple[str, str]]:
+        """Every place a source is named: (field path, name), e.g. ("datasets[0].sources[1]", x)."""
+        refs = [(f"datasets[{i}].sources[{j}]", src) for i, ds in enumerate(self.datasets)
+                for j, src in enumerate(ds.sources)]
+        refs += [(f"knowledge_base.sources[{j}]", src)
+                 for j, src in enumerate(self.knowledge_base.sources)]
+        return refs
 
     def dataset(self, name: str) -> DatasetConfig | None:
         return next((d for d in self.datasets if d.name == name), None)
@@ -296,13 +314,31 @@ class _PathError(ValueError):
         self.path = path
 
 
-class _RefError(_PathError):
-    """A name that refers to nothing."""
+def check_source_refs(config: ProjectConfig, registered: list[str], *,
+                      source: str = CONFIG_FILE, text: str | None = None) -> None:
+    """Raise one `ConfigError` for every source name that is neither declared nor registered.
 
-    def __init__(self, path: str, found: str, allowed: list[str]) -> None:
-        hint = _did_you_mean(found, allowed)
-        allowed_text = ", ".join(allowed) if allowed else "none declared"
-        super().__init__(path, f"unknown source {found!r}{hint}; declared sources: {allowed_text}")
+    `registered` are the names `tuneloop data add` stored; `text` (the file's YAML) gives lines.
+    """
+    declared = [s.name for s in config.sources]
+    known = sorted({*declared, *registered})
+    node = yaml.compose(text, Loader=yaml.SafeLoader) if text else None
+    lines = []
+    for path, name in config.source_refs():
+        if name in known:
+            continue
+        line = _line_of(node, _parse_path(path))
+        where = f"{source}:{line}" if line else source
+        extra = sorted(set(registered) - set(declared))
+        lines.append(f"{where}: {path}: unknown source {name!r}{_did_you_mean(name, known)}; "
+                     f"declared in {CONFIG_FILE}: {', '.join(declared) or 'none'}; registered "
+                     f"with `tuneloop data add`: {', '.join(extra) or 'none'}")
+    if lines:
+        head = "invalid configuration" if len(lines) == 1 else \
+            f"invalid configuration ({len(lines)} problems)"
+        raise ConfigError(head + "\n  " + "\n  ".join(lines),
+                          hint=f"declare the source under `sources:` in {CONFIG_FILE}, or "
+                               "register it: `tuneloop data add PATH --name NAME --tier 1|2`")
 
 
 def _unique(items: list[Any], field: str) -> None:

@@ -1,19 +1,25 @@
-"""`tuneloop erase`: remove one data subject from logs, datasets and indexes."""
+"""`tuneloop erase`: remove one data subject from logs, datasets and indexes; `erase status`
+lists the models and variants marked for retraining, `erase clear` clears one by hand."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from tuneloop.cli._common import console, err_console, state
+from tuneloop.cli._common import console, err_console, state, when
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
 
+app = typer.Typer(help="Erase a data subject; list and clear the retraining marks it leaves.",
+                  invoke_without_command=True)
 
+
+@app.callback()
 def erase(
     ctx: typer.Context,
-    subject: str = typer.Option(..., help="The subject id (what the sources' subject_field "
-                                          "holds, or the API's `user`), e.g. an e-mail."),
+    subject: str | None = typer.Option(None, help="The subject id (what the sources' "
+                                       "subject_field holds, or the API's `user`), e.g. an "
+                                       "e-mail."),
     also: list[str] | None = typer.Option(
         None, "--also", help="Another identifying string to erase wherever it appears "
                              "(a name, a ticket number); repeat for more."),
@@ -27,8 +33,21 @@ def erase(
     that no file under .tuneloop/ still mentions the subject.
     Only the privacy team or an admin may run it; it is audited with the subject's hash.
 
+    Model weights, adapters and tokenizers are never deleted: the models and variants trained
+    on the subject's data are marked for retraining and withdrawn from the public
+    (`tuneloop erase status` lists the marks).
+
     Example:  tuneloop erase --subject jane@example.com --also "Jane Roe" --yes
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not subject:
+        raise typer.BadParameter("name the subject to erase (--subject ID), or run "
+                                 "`tuneloop erase status`", param_hint="--subject")
+    _run(ctx, subject, also or [], yes, dry_run)
+
+
+def _run(ctx: typer.Context, subject: str, also: list[str], yes: bool, dry_run: bool) -> None:
     from tuneloop.flywheel.erasure import erase as run
 
     c = state(ctx)
@@ -53,6 +72,13 @@ def erase(
         console.print("[bold yellow]needs retraining:[/] "
                       + ", ".join([f"model {m}" for m in report.models]
                                   + [f"variant {v}" for v in report.variants]))
+    for moved in report.withdrawn:
+        console.print(f"[bold yellow]withdrawn from the public:[/] {moved}")
+    for path in report.artefacts:
+        console.print(f"model artefact names the subject (kept, model marked): {path}")
+    for export in report.exports:
+        err_console.print(f"[yellow]export that left the project[/] (recall or erase it "
+                          f"there): {export}")
     for path in report.files_removed:
         console.print(f"deleted derived file that mentioned the subject: {path}")
     for action in report.purge.actions:
@@ -86,3 +112,45 @@ def _preview(project: Project, actor: Actor, subject: str, also: list[str]) -> N
             [f"model {m}" for m in plan.models] + [f"variant {v}" for v in plan.variants]))
     for source in plan.sources:
         console.print(f"source mentions the subject: {source}")
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """List the open retraining marks: models and variants derived from erased data.
+
+    A marked variant serves internal callers only. A mark clears itself when the model is
+    retrained on dataset versions made after the erasure without the subject.
+
+    Example:  tuneloop erase status
+    """
+    from tuneloop.flywheel.marks import refresh
+
+    c = state(ctx)
+    marks = refresh(c.project())
+    if not marks:
+        console.print("no open retraining marks")
+        return
+    table = Table(title="open retraining marks")
+    for col in ("#", "kind", "name", "erasure", "since", "reason"):
+        table.add_column(col)
+    for m in marks:
+        table.add_row(str(m.id), m.kind, m.name, f"#{m.erasure_id}", when(m.created_at), m.reason)
+    console.print(table)
+
+
+@app.command()
+def clear(
+    ctx: typer.Context,
+    mark: int = typer.Argument(..., help="The mark's number (from `tuneloop erase status`)."),
+    reason: str = typer.Option(..., help="Why it may serve the public again (audited)."),
+) -> None:
+    """Clear one retraining mark by hand (a privacy-role key only; audited).
+
+    Example:  tuneloop erase clear 3 --reason "model retired; variant now serves the base model"
+    """
+    from tuneloop.flywheel.marks import clear as run
+
+    c = state(ctx)
+    project = c.project()
+    run(project, c.actor(project), mark, reason)
+    console.print(f"mark #{mark} cleared")

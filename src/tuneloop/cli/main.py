@@ -70,7 +70,7 @@ app.add_typer(runs_cli.app, name="runs")
 app.add_typer(rollout_cli.app, name="rollout")
 app.command("enrich")(flywheel_cli.enrich.enrich)
 app.add_typer(flywheel_cli.review.app, name="review")
-app.command("erase")(flywheel_cli.erase.erase)
+app.add_typer(flywheel_cli.erase.app, name="erase")
 app.add_typer(flywheel_cli.retention.app, name="retention")
 app.command("monitor")(flywheel_cli.monitor.monitor)
 

@@ -1,8 +1,13 @@
 """Sources: files and folders of records or documents, registered with a privacy tier.
 
-Sources come from `tuneloop data add` (stored in the `sources` table) or from `tuneloop.yaml`
-(synced into the same table on use, the file winning on conflicts). Registering a source uses no
-data, so it needs no approval; every use of it goes through `governance.require`.
+One registry: the `sources` table. Sources come from `tuneloop data add` or from `tuneloop.yaml`
+(synced into the same table on use); either kind can be named wherever a source name is accepted
+(dataset recipes, `knowledge_base.sources`, `data synth`, `rag index`). The two never disagree
+silently: `data add` refuses a name the file declares with another path, the file winning over an
+earlier `data add` is audited and shown, a source removed from the file leaves the registry, and a
+name neither knows is a configuration error naming the field and line. `tuneloop data sources`
+shows where each came from. Registering a source uses no data, so it needs no approval; every use
+of it goes through `governance.require`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tuneloop.config import NAME_PATTERN
+from tuneloop.config import NAME_PATTERN, check_source_refs
 from tuneloop.data.readers import DOCUMENT_SUFFIXES, detect_format
 from tuneloop.errors import DataError, NotFound, TuneloopError
 from tuneloop.governance import audit, tier_floor
@@ -34,6 +39,7 @@ class SourceInfo:
     tier: int
     subject_field: str | None = None
     owner: str = ""
+    origin: str = ""  # "tuneloop.yaml" or "data add (by NAME)", for `tuneloop data sources`
 
     @property
     def resource(self) -> Resource:
@@ -75,7 +81,8 @@ def add_source(project: Project, actor: Actor, path: str | Path, name: str, tier
             row.owner, row.description = owner or row.owner, description or row.description
         audit.record(session, actor=actor.name, action="source.add", target=f"source:{name}",
                      tier=tier, details={"path": stored, "kind": kind, "format": fmt, **marks})
-    return SourceInfo(name, resolved, kind, fmt, tier, owner=owner)
+    return SourceInfo(name, resolved, kind, fmt, tier, owner=owner,
+                      origin=f"data add (by {actor.name})")
 
 
 def _relative(project: Project, path: Path) -> str:
@@ -102,61 +109,106 @@ def _check_tier_floor(project: Project, session, name: str, path: Path,
     return tier_floor.mark_details(path, digest()) if tier >= 2 else {}
 
 
+YAML = "tuneloop.yaml"
+
+
 def _sync_tier_floor(project: Project, session, name: str, path: str, tier: int) -> None:
     """The tier check of `governance.tier_floor` for a source from the file; a Tier 2 one is
     recorded (path and content hash) so the data stays known as Tier 2."""
     marks = _check_tier_floor(project, session, name, project.path(path).resolve(), tier)
     if marks:
         session.flush()
-        audit.record(session, actor="tuneloop.yaml", action="source.sync",
-                     target=f"source:{name}", tier=tier, details={"path": path, **marks})
+        audit.record(session, actor=YAML, action="source.sync", target=f"source:{name}",
+                     tier=tier, details={"path": path, **marks})
 
 
 def sync_sources(project: Project) -> None:
-    """Copy the sources declared in `tuneloop.yaml` into the store (the file wins)."""
-    declared = project.config.sources
-    if not declared:
-        return
+    """Make the store agree with `tuneloop.yaml`: the file wins, and says so (audited).
+
+    A source declared in the file is added or updated; one that `data add` registered with other
+    settings is overridden, audited as such. A source the file once declared and no longer does
+    leaves the registry, so it cannot be used by a name nobody declares any more.
+    """
+    declared = {s.name: s for s in project.config.sources}
     with project.store.session() as session:
         rows = {r.name: r for r in session.execute(select(Source)).scalars()}
         # Tier 2 first, so that a Tier 1 entry for the same data is checked against it.
-        for src in sorted(declared, key=lambda s: -s.tier):
-            row = rows.get(src.name)
+        for name, src in sorted(declared.items(), key=lambda item: -item[1].tier):
+            row = rows.get(name)
             values = {"path": src.path, "kind": src.kind, "format": src.format, "tier": src.tier,
                       "owner": src.owner, "description": src.description}
             if row is None:
-                _sync_tier_floor(project, session, src.name, src.path, src.tier)
-                session.add(Source(name=src.name, registered_by="tuneloop.yaml", **values))
-            elif any(getattr(row, k) != v for k, v in values.items()):
-                _sync_tier_floor(project, session, src.name, src.path, src.tier)
-                for key, value in values.items():
-                    setattr(row, key, value)
+                _sync_tier_floor(project, session, name, src.path, src.tier)
+                session.add(Source(name=name, registered_by=YAML, **values))
+                continue
+            changed = {k: [getattr(row, k), v] for k, v in values.items() if getattr(row, k) != v}
+            if not changed and row.registered_by == YAML:
+                continue
+            _sync_tier_floor(project, session, name, src.path, src.tier)
+            if row.registered_by != YAML:
+                audit.record(session, actor=YAML, action="source.overridden",
+                             target=f"source:{name}", tier=src.tier,
+                             details={"was_registered_by": row.registered_by,
+                                      "changed": changed})
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.registered_by = YAML
+        for name, row in rows.items():
+            if row.registered_by == YAML and name not in declared:
+                audit.record(session, actor=YAML, action="source.removed",
+                             target=f"source:{name}", tier=row.tier,
+                             details={"path": row.path, "why": f"no longer in {YAML}"})
+                session.delete(row)
 
 
-def list_sources(project: Project) -> list[SourceInfo]:
-    """Every source of the project, by name."""
+def check_references(project: Project) -> None:
+    """Raise `ConfigError` (field path and line) for a source name neither registry knows."""
+    with project.store.session(write=False) as session:
+        registered = list(session.execute(select(Source.name)).scalars())
+    path = project.config_path
+    text = path.read_text(encoding="utf-8") if path.is_file() else None
+    check_source_refs(project.config, registered, source=str(path), text=text)
+
+
+def list_sources(project: Project, *, check: bool = True) -> list[SourceInfo]:
+    """Every source of the project, by name, from either registry.
+
+    With `check`, a name used in the config that neither registry knows is a `ConfigError`.
+    """
     sync_sources(project)
+    if check:
+        check_references(project)
     with project.store.session(write=False) as session:
         rows = session.execute(select(Source).order_by(Source.name)).scalars().all()
-    return [_info(project, r) for r in rows]
+        return [_info(project, r) for r in rows]
 
 
 def get_source(project: Project, name: str) -> SourceInfo:
-    """One source by name; `NotFound` names the ones that exist."""
+    """One source by name; `NotFound` names the ones that exist, and where each came from."""
     sources = {s.name: s for s in list_sources(project)}
     if name not in sources:
-        known = ", ".join(sources) or "none yet"
+        known = ", ".join(f"{s.name} ({s.origin})" for s in sources.values()) or "none yet"
         raise NotFound(f"no source named {name!r} (sources: {known})",
-                       hint="register one with `tuneloop data add PATH --name NAME --tier 1|2`")
+                       hint="declare it under `sources:` in tuneloop.yaml, or register it with "
+                            "`tuneloop data add PATH --name NAME --tier 1|2`")
     return sources[name]
+
+
+def find_source(project: Project, name: str) -> SourceInfo | None:
+    """One source by name, or None (for callers that only need its tier, like a variant's)."""
+    try:
+        return get_source(project, name)
+    except NotFound:
+        return None
 
 
 def _info(project: Project, row: Source) -> SourceInfo:
     declared = project.config.source(row.name)
+    origin = YAML if row.registered_by == YAML else f"data add (by {row.registered_by})"
     return SourceInfo(name=row.name, path=project.path(row.path).resolve(), kind=row.kind,
                       format=row.format, tier=row.tier,
                       subject_field=declared.subject_field if declared else None,
-                      owner=row.owner)
+                      owner=row.owner, origin=origin)
 
 
 def content_hash(path: Path) -> str:

@@ -3,8 +3,12 @@
 A version folder is immutable, so a version that holds the subject is replaced: its files are
 copied without the subject's lines into a new version (same name, new id, the manifest saying
 which version it replaces and which erasure made it) and the old folder is deleted. The sweep
-then looks at every other file under `.tuneloop/` (reports, run outputs, caches): a derived file
-that still mentions the subject is deleted and listed, so it can be regenerated.
+then looks at every other file under `.tuneloop/` (evaluation reports, caches, exports): a derived
+file that still mentions the subject is deleted and listed, so it can be regenerated.
+
+Models are never deleted. Weights, adapters, tokenizers, GGUF/safetensors/bin files and anything
+under the model and run folders (or at a registered model's path) are artefacts: the models
+derived from the subject's data are marked for retraining instead (see `flywheel.marks`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ if TYPE_CHECKING:
 
 # The database's own files are purged by VACUUM, not deleted; the lock file holds nothing.
 DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".db.lock")
+MODEL_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5",
+                  ".msgpack", ".model", ".tflite", ".mlmodel", ".npz")
+MODEL_FILES = frozenset({
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "merges.txt",
+    "special_tokens_map.json", "added_tokens.json", "config.json", "generation_config.json",
+    "adapter_config.json", "chat_template.jinja", "trainer_state.json", "training_args.json"})
+# Folders under `.tuneloop/` that hold models and training runs: never swept.
+ARTEFACT_FOLDERS = ("models", "artifacts/runs", "artifacts/models", "exports/models")
 
 
 @dataclass
@@ -134,7 +146,8 @@ def sweep(project: Project, subject: Subject) -> list[Path]:
     """Delete every derived file under `.tuneloop/` that mentions the subject.
 
     The database is purged, not deleted; dataset versions were rewritten record by record (and
-    are checked by name only, since a sentence of the subject's may be in someone else's record).
+    are checked by name only, since a sentence of the subject's may be in someone else's record);
+    model artefacts are never candidates (`scan` leaves them out).
     """
     removed = []
     for path in scan(project, subject):
@@ -146,12 +159,73 @@ def sweep(project: Project, subject: Subject) -> list[Path]:
 
 
 def scan(project: Project, subject: Subject) -> list[Path]:
-    """Every file under `.tuneloop/` that mentions the subject (what a verifier runs)."""
+    """Every data file under `.tuneloop/` that mentions the subject (what a verifier runs).
+
+    Model artefacts are left out: they are marked for retraining, never deleted.
+    """
     by_name = replace(subject, fragments=())
     data = datasets_dir(project)
-    return [p for p in sorted(project.state_dir.rglob("*"))
-            if p.is_file() and not p.is_symlink()
+    guard = ArtefactGuard.of(project)
+    return [p for p in _files(project) if not guard.protects(p)
             and (by_name if p.is_relative_to(data) else subject).mentions(p)]
+
+
+def _files(project: Project) -> list[Path]:
+    """Every file under `.tuneloop/` but the database's own.
+
+    The database is never opened as a file here: closing any descriptor of it drops this
+    process's POSIX locks on it, and another process could then delete the live write-ahead log.
+    `purge` handles its bytes.
+    """
+    return [p for p in sorted(project.state_dir.rglob("*")) if p.is_file() and not p.is_symlink()
+            and not p.name.endswith(DATABASE_SUFFIXES)]
+
+
+def artefacts_mentioning(project: Project, subject: Subject) -> list[Path]:
+    """Text files among the model artefacts that name the subject (kept; the model is marked)."""
+    guard = ArtefactGuard.of(project)
+    by_name = replace(subject, fragments=())
+    return [p for p in _files(project) if guard.protects(p)
+            and p.suffix.lower() not in MODEL_SUFFIXES and by_name.mentions(p)]
+
+
+@dataclass(frozen=True)
+class ArtefactGuard:
+    """Says which files are model artefacts: erasure never deletes or rewrites them."""
+
+    folders: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, project: Project) -> ArtefactGuard:
+        """The project's model and run folders, and every registered model's path."""
+        folders = [project.state_dir / f for f in ARTEFACT_FOLDERS]
+        for record in _registered(project):
+            raw = str(getattr(record, "path", "") or "")
+            path = project.path(raw).resolve() if raw else None
+            # A model registered at the project (or state) folder itself would shield everything.
+            if path is not None and path.exists() and not project.state_dir.resolve() \
+                    .is_relative_to(path):
+                folders.append(path)
+        return cls(tuple(folders))
+
+    def protects(self, path: Path) -> bool:
+        """Whether `path` is (or lies inside) a model, adapter, tokenizer or run artefact."""
+        name = path.name.lower()
+        if name.endswith(MODEL_SUFFIXES) or name in MODEL_FILES or name.startswith("tokenizer"):
+            return True
+        resolved = path.resolve()
+        if any(resolved == f or resolved.is_relative_to(f) or path.is_relative_to(f)
+               for f in self.folders):
+            return True
+        # A folder that holds a model config or weights is a model folder, wherever it is.
+        return any((path.parent / marker).is_file()
+                   for marker in ("adapter_config.json", "model.safetensors"))
+
+
+def _registered(project: Project) -> list[Any]:
+    from tuneloop.engines.registry import list_models
+
+    return list(list_models(project))
 
 
 def sources_mentioning(project: Project, subject: Subject) -> list[str]:
@@ -160,9 +234,11 @@ def sources_mentioning(project: Project, subject: Subject) -> list[str]:
     Erasure does not edit the team's source files; a rebuild or re-index from them would bring
     the subject back, so the command names them.
     """
+    from tuneloop.data.sources import list_sources
+
     out: list[str] = []
-    for source in project.config.sources:
-        path = project.path(source.path)
+    for source in list_sources(project, check=False):
+        path = source.path
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) \
             if path.is_dir() else []
         hits = [f for f in files if subject.mentions(f)]

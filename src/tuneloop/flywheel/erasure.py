@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tuneloop.data.versions import MANIFEST, list_versions
 from tuneloop.errors import PermissionDenied
-from tuneloop.flywheel import erase_files
+from tuneloop.flywheel import erase_files, marks
 from tuneloop.flywheel.purge import PurgeReport, purge
 from tuneloop.flywheel.retention import BATCH, delete_logs, deleted
 from tuneloop.flywheel.subject import Subject
@@ -55,6 +55,9 @@ class ErasureReport:
     sources: list[str] = field(default_factory=list)
     purge: PurgeReport = field(default_factory=PurgeReport)
     residue: list[Path] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)  # "alias: variant (public -> internal)"
+    artefacts: list[Path] = field(default_factory=list)  # model files naming them: kept, marked
+    exports: list[str] = field(default_factory=list)  # copies that left the project
 
 
 def erase(project: Project, actor: Actor, subject_id: str, *,
@@ -98,6 +101,7 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
                      tier=2, details={"erasure": report.id, "counts": report.counts,
                                       "datasets": row.datasets, "models": report.models,
                                       "variants": report.variants})
+    report.withdrawn = marks.withdraw(project, actor, report.variants, report.id)
     if report.counts["chunks"]:
         _rebuild_index(project)
     # Derived files are also looked for by what the erased records said, not only by name.
@@ -106,6 +110,7 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
     report.sources = erase_files.sources_mentioning(project, subject)
     report.purge = purge(project.store, TOUCHED_TABLES)
     report.residue = erase_files.scan(project, known)
+    report.artefacts = erase_files.artefacts_mentioning(project, subject)
     return report
 
 
@@ -285,8 +290,9 @@ def preview(project: Project, actor: Actor, subject_id: str, *,
                        erase_files.sources_mentioning(project, subject))
 
 
-def needs_retraining(project: Project) -> list[RetrainingMark]:
-    """Models and variants marked by an erasure and not yet cleared, newest first."""
-    with project.store.session(write=False) as session:
-        return list(session.execute(select(RetrainingMark).where(
-            RetrainingMark.cleared_at.is_(None)).order_by(RetrainingMark.id.desc())).scalars())
+def needs_retraining(project: Project) -> list[marks.OpenMark]:
+    """Models and variants marked by an erasure and not yet cleared, newest first.
+
+    Marks that no longer hold (the model was retrained without the subject) are cleared first.
+    """
+    return marks.refresh(project)

@@ -2,16 +2,19 @@
 
 A record carries the subject as `subject_hash(id)`; free text (log prompts, ticket bodies,
 knowledge-base passages, reports) may name them in clear. `Subject.matches` says whether a text
-mentions any identifying string (case-insensitive), `mentions` scans raw bytes of a file.
+mentions any identifying string as whole words (case-insensitive: "Jane" is not in "Janet"),
+`mentions` does the same on a file's decoded text. Binary files are never matched byte by byte:
+a first name is a token in every model vocabulary, and erasure must not mistake a model for data.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,10 @@ _PLACEHOLDER = re.compile(r"<[A-Z_]+_\d+>|<[A-Z_]+>")
 _SENTENCE = re.compile(r"[.!?\n;:()\[\]\"]+")
 
 
+# A file whose first block holds a NUL byte is binary (weights, Parquet, pickles): not text.
+_BINARY_SNIFF = 8192
+
+
 @dataclass(frozen=True)
 class Subject:
     """A data subject: the id the sources' `subject_field` holds and other identifying strings."""
@@ -33,6 +40,8 @@ class Subject:
     id: str
     terms: tuple[str, ...]
     fragments: tuple[str, ...] = ()
+    _cache: dict[str, re.Pattern[str]] = field(default_factory=dict, init=False, compare=False,
+                                               repr=False)
 
     @classmethod
     def of(cls, subject_id: str, also: list[str] | tuple[str, ...] = ()) -> Subject:
@@ -70,15 +79,25 @@ class Subject:
         """The hash records store for this subject."""
         return subject_hash(self.id)
 
+    def _pattern(self) -> re.Pattern[str]:
+        """One regex for every term and fragment, each bounded by non-word characters."""
+        pattern = self._cache.get("all")
+        if pattern is None:
+            needles = sorted({*self.terms, *self.fragments, _fold(self.id)}, key=len, reverse=True)
+            pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in needles)
+                                 + r")(?!\w)")
+            self._cache["all"] = pattern
+        return pattern
+
     def matches(self, *texts: Any) -> bool:
-        """Whether any of the texts (or JSON-like values) mentions the subject."""
+        """Whether any of the texts (or JSON-like values) names the subject, as whole words."""
+        pattern = self._pattern()
         for text in texts:
             if text is None:
                 continue
             if not isinstance(text, str):
                 text = json.dumps(text, ensure_ascii=False)
-            folded = _fold(text)
-            if any(term in folded for term in self.terms):
+            if pattern.search(_fold(text)):
                 return True
         return False
 
@@ -87,21 +106,40 @@ class Subject:
         return record.get("subject") == self.hash or self.matches(record)
 
     def mentions(self, path: Path, chunk: int = 1 << 20) -> bool:
-        """Whether a file's bytes contain an identifying string (UTF-8, as typed or lower-case)."""
-        needles = {n for t in (*self.terms, *self.fragments)
-                   for n in (t.encode(), t.upper().encode())}
-        needles |= {self.id.encode()}
-        overlap = max(len(n) for n in needles)
-        tail = b""
+        """Whether a text file names the subject (decoded as UTF-8, whole words, any case).
+
+        A binary file (a NUL byte in its first 8 KiB) is never a match: model weights, GGUF files
+        and tokenizers hold every common first name as a vocabulary token, not as personal data.
+        """
+        pattern = self._pattern()
+        overlap = max(len(n) for n in (*self.terms, *self.fragments, self.id)) + 2
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        tail, start = "", 0
         with path.open("rb") as handle:
+            first = True
             while block := handle.read(chunk):
-                window = tail + block
-                lowered = window.lower()
-                if any(n in window or n in lowered for n in needles):
+                if first and b"\0" in block[:_BINARY_SNIFF]:
+                    return False
+                first = False
+                window = tail + _fold(decoder.decode(block), keep_edges=True)
+                # The tail's first character is context only (its word may have begun earlier);
+                # a match touching the window's end may go on in the next block: look again then.
+                if any(m.end() < len(window) for m in pattern.finditer(window, start)):
                     return True
-                tail = window[-overlap:]
-        return False
+                start = 1 if len(window) > overlap + 1 else start
+                tail = window[-(overlap + 1):]
+        window = tail + _fold(decoder.decode(b"", final=True), keep_edges=True)
+        return pattern.search(window, start) is not None
 
 
-def _fold(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text).lower().split())
+def _fold(text: str, *, keep_edges: bool = False) -> str:
+    """Lower-case NFC text with runs of white space as one space.
+
+    `keep_edges` keeps one space for white space at either end, so pieces of a file folded one
+    block at a time still join with a word break where the file had one.
+    """
+    folded = " ".join(unicodedata.normalize("NFC", text).lower().split())
+    if keep_edges and text:
+        folded = (" " if text[0].isspace() else "") + folded \
+            + (" " if text[-1].isspace() and folded else "")
+    return folded

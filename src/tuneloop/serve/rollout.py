@@ -246,6 +246,9 @@ def _set(project: Project, actor: Actor, alias: str, variant: str, stage: str,
             raise TuneloopError(f"public traffic share must be in (0, 100], got {percent:g}")
     else:
         percent = 100.0 if stage == "all" else 0.0
+    from tuneloop.flywheel.marks import check_stage
+
+    check_stage(project, actor, variant, stage)  # derived from erased data: internal at most
     evidence = _check_gates(project, actor, variant) if stage in PUBLIC_STAGES else None
     current = state(project, alias)
     others = [e for e in current.entries if e.variant != variant]
@@ -257,6 +260,16 @@ def _set(project: Project, actor: Actor, alias: str, variant: str, stage: str,
             raise TuneloopError(f"public traffic shares of {alias!r} would add up to {share:g}%")
     after = others + ([Entry(variant, stage, percent)] if stage != "off" else [])
     return _apply(project, actor, alias, action, variant, after, reason, evidence)
+
+
+def withdraw(project: Project, actor: Actor, alias: str, variant: str, reason: str) -> AliasState:
+    """Move `variant` back to `internal` for `alias` at once (erasure's withdrawal; audited).
+
+    No role check: it only ever narrows who is served, and its caller (erasure) checked the role.
+    """
+    after = [Entry(e.variant, "internal", 0.0) if e.variant == variant else e
+             for e in state(project, alias).entries]
+    return _apply(project, actor, alias, "withdraw", variant, after, reason)
 
 
 def promote(project: Project, actor: Actor, alias: str, variant: str, *,
@@ -281,6 +294,9 @@ def promote(project: Project, actor: Actor, alias: str, variant: str, *,
         if new_stage == "public" and percent is not None and percent >= 100:
             new_stage = "all"
     if entry.stage == "internal" and new_stage in PUBLIC_STAGES:
+        from tuneloop.flywheel.marks import check_stage
+
+        check_stage(project, actor, variant, new_stage)  # before the evidence: the first reason
         # Leaving the internal stage also needs its online evidence (ratings by internal users).
         from tuneloop.flywheel.evidence import gate_promotion
 
