@@ -8,15 +8,18 @@ same prompt assembly, same generation parameters.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneloop.config import VariantConfig
 from tuneloop.engines.base import Completion, Delta, Engine, GenerationParams, Message
 from tuneloop.errors import InvalidRequest, NotFound
 from tuneloop.governance.tiers import Actor, Resource, derived_tier
 from tuneloop.project import Project
+
+if TYPE_CHECKING:
+    from tuneloop.rag.retrieve import Hit
 
 BASE_MODEL = "base"
 
@@ -28,6 +31,8 @@ class Prepared:
     messages: list[Message]
     citations: list[dict[str, Any]] = field(default_factory=list)
     hits: list[Any] = field(default_factory=list)
+    # each cited source's text as the model sees it, parallel to `citations`
+    context: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class VariantResult:
     citations: list[dict[str, Any]]
     hits: list[Any]
     messages: list[Message]
+    context: list[str] = field(default_factory=list)  # cited sources' text as shown
 
 
 class Variant:
@@ -131,8 +137,9 @@ class Variant:
     def system_prompt(self) -> str:
         return self.config.prompt or self.project.config.task.system_prompt
 
-    def prepare(self, messages: Sequence[Message], actor: Actor) -> Prepared:
-        """Build the prompt: the variant's system prompt, then retrieval under `actor`'s rights."""
+    def split_messages(self, messages: Sequence[Message]) -> tuple[str, list[Message]]:
+        """The system text (the variant's prompt, then any system messages of the request)
+        and the conversation without system messages."""
         if not messages:
             raise InvalidRequest("messages must contain at least one message")
         system_parts = [self.system_prompt()]
@@ -144,31 +151,43 @@ class Variant:
                 conversation.append(dict(message))
         if not conversation:
             raise InvalidRequest("messages must contain a user message, not only system messages")
-        system = "\n\n".join(p for p in system_parts if p.strip())
-        if not self.uses_retrieval:
-            return Prepared([{"role": "system", "content": system}, *conversation])
-        from tuneloop.rag import prompt as rag_prompt
+        return "\n\n".join(p for p in system_parts if p.strip()), conversation
+
+    def retrieve(self, query: str, actor: Actor, *, top_k: int | None = None) -> list[Hit]:
+        """The chunks this variant's retrieval finds for `query`, under `actor`'s rights."""
         from tuneloop.rag import retrieve
 
-        query = next(
-            (
-                str(m.get("content") or "")
-                for m in reversed(conversation)
-                if m.get("role") == "user"
-            ),
-            "",
-        )
-        hits = retrieve.search(self.project, actor, query, top_k=self.config.retrieval.top_k,
+        return retrieve.search(self.project, actor, query,
+                               top_k=top_k or self.config.retrieval.top_k,
                                reranker=self.config.retrieval.reranker)
-        engine = self.engine
 
-        def count(text: str) -> int:
-            return engine.count_tokens([{"role": "user", "content": text}])
+    def assemble(self, system: str, conversation: Sequence[Message], hits: Sequence[Hit],
+                 count_text: Callable[[str], int]) -> Prepared:
+        """The prompt with `hits` as sources, laid out by this variant's retrieval settings.
 
-        assembled, citations = rag_prompt.assemble(
-            system, conversation, hits, self.config.retrieval.context_tokens, count
-        )
-        return Prepared(list(assembled), list(citations), list(hits))
+        Training with retrieval calls this with the hits it chose and the training tokenizer's
+        counter, so a model is trained on exactly the prompt layout it is served with.
+        """
+        from tuneloop.rag import prompt as rag_prompt
+
+        settings = self.config.retrieval
+        built = rag_prompt.assemble(system, conversation, hits, settings.context_tokens,
+                                    count_text, min_score_ratio=settings.min_score_ratio,
+                                    sentences=settings.sentences, placement=settings.placement)
+        return Prepared(built.messages, built.citations, list(hits), built.context)
+
+    def count_text(self) -> Callable[[str], int]:
+        """Tokens of a piece of text in this variant's model (the chat template's own tokens
+        around a message are not counted)."""
+        return text_counter(self.engine.count_tokens)
+
+    def prepare(self, messages: Sequence[Message], actor: Actor) -> Prepared:
+        """Build the prompt: the variant's system prompt, then retrieval under `actor`'s rights."""
+        system, conversation = self.split_messages(messages)
+        if not self.uses_retrieval:
+            return Prepared([{"role": "system", "content": system}, *conversation])
+        hits = self.retrieve(last_user_text(conversation), actor)
+        return self.assemble(system, conversation, hits, self.count_text())
 
     def run(
         self, messages: Sequence[Message], actor: Actor, params: GenerationParams | None = None
@@ -176,11 +195,31 @@ class Variant:
         """Answer once."""
         prepared = self.prepare(messages, actor)
         completion = self.engine.chat(prepared.messages, params or self.params())
-        return VariantResult(completion, prepared.citations, prepared.hits, prepared.messages)
+        return VariantResult(completion, prepared.citations, prepared.hits, prepared.messages,
+                             prepared.context)
 
     def stream(self, prepared: Prepared, params: GenerationParams | None = None) -> Iterator[Delta]:
         """Stream an answer to a prompt made by `prepare` (closing the iterator stops it)."""
         return self.engine.stream(prepared.messages, params or self.params())
+
+
+def last_user_text(messages: Sequence[Message]) -> str:
+    """The content of the last user message ("" when there is none): the retrieval query."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message.get("content") or "")
+    return ""
+
+
+def text_counter(count_messages: Callable[[list[Message]], int]) -> Callable[[str], int]:
+    """Count the tokens of a text with a messages counter (an engine's `count_tokens`, or a
+    tokenizer's chat template), less what the template adds around one user message."""
+    overhead = count_messages([{"role": "user", "content": ""}])
+
+    def count(text: str) -> int:
+        return max(0, count_messages([{"role": "user", "content": text}]) - overhead)
+
+    return count
 
 
 def get_variant(project: Project, name: str) -> Variant:

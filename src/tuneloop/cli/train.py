@@ -29,6 +29,11 @@ def train(
     lora_layers: int | None = typer.Option(None, "--lora-layers", help="LoRA on the last N "
                                            "decoder layers only (faster on a CPU)."),
     packing: bool | None = typer.Option(None, "--packing/--no-packing"),
+    retrieval: bool | None = typer.Option(
+        None, "--retrieval/--no-retrieval",
+        help="Train on the prompts a RAG variant serves: its retrieved sources for each "
+             "training question (the gold passage where known), so the model learns to answer "
+             "from them. Uses training.retrieval_variant, else the first RAG variant."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
     seed: int | None = typer.Option(None, "--seed"),
     save_steps: int | None = typer.Option(None, "--save-steps"),
@@ -49,6 +54,7 @@ def train(
     Under `torchrun --nproc_per_node N -m tuneloop train ...` it trains on N processes.
 
     Example:  tuneloop train --dataset tickets --epochs 2 --lr 2e-4
+    Example:  tuneloop train --dataset docs-qa --retrieval   (after `tuneloop rag index`)
     """
     from tuneloop.train import run as runs
 
@@ -59,7 +65,8 @@ def train(
         "method": method, "epochs": epochs, "learning_rate": learning_rate,
         "batch_size": batch_size, "gradient_accumulation": grad_accum,
         "max_seq_length": max_seq_length, "lora_r": lora_r, "lora_alpha": lora_alpha,
-        "lora_layers": lora_layers, "packing": packing, "max_steps": max_steps, "seed": seed,
+        "lora_layers": lora_layers, "packing": packing, "retrieval": retrieval,
+        "max_steps": max_steps, "seed": seed,
         "save_steps": save_steps, "eval_steps": eval_steps, "model_name": name,
     }
     if resume is not None:

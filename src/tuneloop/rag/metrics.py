@@ -8,7 +8,28 @@ appears in several chunks counts once, at its best rank.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import PurePosixPath
 from typing import Any
+
+
+def ref_keys(value: str) -> set[str]:
+    """Ways a document may be named: as given, its path, file name and stem, lower case.
+
+    Document ids look like `SOURCE:relative/path.md` (chunk ids add `#N`); gold references in
+    a dataset (`metadata.kb_refs`) usually name the file or its stem.
+    """
+    value = str(value).strip().lower()
+    if not value:
+        return set()
+    path = value.split("#", 1)[0].rsplit(":", 1)[-1]
+    name = PurePosixPath(path).name
+    return {value, value.split("#", 1)[0], path, name, PurePosixPath(name).stem}
+
+
+def is_gold(doc_id: str, gold_refs: Iterable[str]) -> bool:
+    """True when the document `doc_id` is one of the gold references (by any of its names)."""
+    keys = ref_keys(doc_id)
+    return any(ref_keys(str(ref)) & keys for ref in gold_refs)
 
 
 def _doc_ids(hits: Sequence[Any]) -> list[str]:

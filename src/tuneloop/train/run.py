@@ -61,9 +61,13 @@ def train(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
     params["export"] = export
 
     def start() -> int:
-        approvals = require(project.store, actor, "train", _resources(version, model),
+        approvals = require(project.store, actor, "train",
+                            _resources(project, version, model, params),
                             purpose=f"fine-tune {model.name} on {version.ref}")
-        return _create_run(project, actor, kind, parent_id, params, version, model, approvals)
+        run_id = _create_run(project, actor, kind, parent_id, params, version, model, approvals)
+        if params.get("retrieval"):
+            _prepare_retrieval(project, actor, run_id, version, model, params)
+        return run_id
 
     run_id = _on_main_process(start)
     return _execute(project, run_id, version, model, params, progress, export, register,
@@ -94,7 +98,8 @@ def resume(project: Project, actor: Actor, run_id: int, *,
         model = BaseModel(model.name, Path(params["base_dir"]), model.tier, model.roots)
 
     def check() -> int:
-        approvals = require(project.store, actor, "train", _resources(version, model),
+        approvals = require(project.store, actor, "train",
+                            _resources(project, version, model, params),
                             purpose=f"resume run {run_id}")
         _update_run(project, run_id, status="running", error="", approvals_more=approvals)
         return run_id
@@ -125,7 +130,7 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
         system = project.config.task.system_prompt
         rows = {}
         for split in ("train", "validation"):
-            path = version.split_path(split)
+            path = _split_path(out, version, params, split)
             records = list(read_records(path)) if path.is_file() else []
             if split == "validation" and params.get("max_eval_examples"):
                 records = records[: int(params["max_eval_examples"])]
@@ -246,11 +251,43 @@ def _version(project: Project, dataset: str | DatasetVersion) -> DatasetVersion:
     return get_version(project, dataset)
 
 
-def _resources(version: DatasetVersion, model: BaseModel) -> list[Resource]:
+def _resources(project: Project, version: DatasetVersion, model: BaseModel,
+               params: dict[str, Any]) -> list[Resource]:
     resources = [version.resource]
     if model.tier >= 2:  # a base model fine-tuned on Tier 2 data carries that data too
         resources.append(Resource("model", model.name, model.tier, model.roots))
+    if params.get("retrieval"):  # the knowledge base's text goes into the training prompts
+        from tuneloop.train.retrieval import index_resources, retrieval_variant
+
+        resources.extend(index_resources(retrieval_variant(project, params)))
     return resources
+
+
+def _prepare_retrieval(project: Project, actor: Actor, run_id: int, version: DatasetVersion,
+                       model: BaseModel, params: dict[str, Any]) -> None:
+    """Write the run's retrieval-aware splits and record how they were made in its params."""
+    from dataclasses import asdict
+
+    from tuneloop.train.retrieval import prepare_splits
+    from tuneloop.train.sft import load_tokenizer
+
+    report = prepare_splits(project, actor, version, load_tokenizer(model.hf_dir), params,
+                            run_dir(project, run_id) / "retrieval")
+    params["retrieval_report"] = asdict(report)
+    with project.store.session() as session:
+        from tuneloop.store.runs import Run
+
+        run = session.get(Run, run_id)
+        if run is not None:
+            run.params = {**run.params, "retrieval_report": asdict(report)}
+
+
+def _split_path(out: Path, version: DatasetVersion, params: dict[str, Any], split: str) -> Path:
+    """Where a split's training records are: the run's retrieval-aware copy when training with
+    retrieval (written before training started), else the dataset version's own file."""
+    if params.get("retrieval"):
+        return out / "retrieval" / f"{split}.jsonl"
+    return version.split_path(split)
 
 
 def _create_run(project: Project, actor: Actor, kind: str, parent_id: int | None,

@@ -77,7 +77,8 @@ def sweep(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
     version = runs._version(project, dataset)
     model = resolve_base(project, base)
     params = resolve_params(project.config.training, overrides)
-    approvals = require(project.store, actor, "train", runs._resources(version, model),
+    approvals = require(project.store, actor, "train",
+                        runs._resources(project, version, model, params),
                         purpose=f"sweep on {version.ref}")
     sweep_id = runs._create_run(project, actor, "sweep", None,
                                 {**params, "trials": trials, "timeout_s": timeout_s},
