@@ -196,6 +196,7 @@ def _render_summary(run_id: int | None, dataset: str, summary: dict[str, Any]) -
         optional = "" if g["required"] else " [dim](optional)[/]"
         console.print(f"  [red]✗[/] {g['variant']}: {g['gate']} = {_num(g['value'])} "
                       f"(needs {g['op']} {_num(g['threshold'])}){optional}")
+    _render_grounding(summary)
     primary = summary.get("primary_metric")
     comps = [c for c in summary.get("comparisons", [])
              if c["metric"] in (primary, "total_ms_p95")]
@@ -206,6 +207,25 @@ def _render_summary(run_id: int | None, dataset: str, summary: dict[str, Any]) -
     if best:
         console.print(f"Best variant per {summary.get('slice_field') or 'slice'} ({primary}): "
                       + ", ".join(f"{s} → {v}" for s, v in sorted(best.items())))
+
+
+def _render_grounding(summary: dict[str, Any]) -> None:
+    """Where RAG answers are lost: key facts in the sources given vs in the answers."""
+    from tuneloop.evaluate.summary import grounding_rows
+
+    rows = grounding_rows(summary)
+    if not rows:
+        return
+    table = Table("variant", summary.get("slice_field") or "slice", "n",
+                  "context holds key", "answer states key", "answer / context",
+                  "states it when held", title="Where answers are lost (key facts)")
+    for variant, name, g in rows:
+        table.add_row(variant if name == "all" else "", name, str(g["examples"]),
+                      _num(g["context_holds_key"]), _num(g["answer_states_key"]),
+                      _num(g["answer_over_context"]), _num(g["answer_states_key_in_context"]))
+    console.print(table)
+    console.print("  [dim]low 'context holds key': retrieval loses the answer; low 'states it "
+                  "when held': the model does not use its sources (try `train --retrieval`)[/]")
 
 
 def _render_comparisons(comparisons: list[dict[str, Any]], title: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 
 from tuneloop.evaluate import charts
-from tuneloop.evaluate.summary import Output
+from tuneloop.evaluate.summary import Output, grounding_rows
 
 WORST_PER_VARIANT = 5
 
@@ -79,7 +79,7 @@ def render_html(result: Any) -> str:
     return _env().get_template("report.html.j2").render(
         result=result, summary=summary, figures=figures, worst=worst, primary=primary,
         metric_names=[m["name"] for m in summary.get("metrics", [])],
-        comparisons=comparisons,
+        comparisons=comparisons, grounding=grounding_rows(summary),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tuneloop.config import MetricConfig
 from tuneloop.errors import ConfigError, NotFound
 from tuneloop.evaluate.runner import Example, RunnableVariant, examples_from_records, run_variant
 from tuneloop.evaluate.scoring import score_outputs
@@ -139,12 +140,13 @@ def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVar
         by_id = {e.id: e for e in examples}
         if progress:
             progress("scoring", 0, len(config.metrics))
-        notes = score_outputs(outputs, by_id, config.metrics, task=config.task, project=project,
+        metrics = with_diagnostics(config.metrics, examples, variants)
+        notes = score_outputs(outputs, by_id, metrics, task=config.task, project=project,
                               retrieved=retrieved,
                               retrieval_enabled={v.name: bool(v.uses_retrieval)
                                                  for v in variants})
         _store_scores(project, run_id, outputs)
-        summary = summarize(outputs, names, config.metrics, config.latency,
+        summary = summarize(outputs, names, metrics, config.latency,
                             concurrency=concurrency, wall_s=wall, slice_field=slice_field)
         summary.update({"run_id": run_id, "dataset": dataset_ref, "split": split, "tier": tier,
                         "notes": notes})
@@ -170,6 +172,22 @@ def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVar
         done.report_dir = str(result.report_paths["html"].parent) if result.report_paths else ""
         done.finished_at = utcnow()
     return result
+
+
+def with_diagnostics(metrics: Sequence[MetricConfig], examples: Sequence[Example],
+                     variants: Sequence[RunnableVariant]) -> list[MetricConfig]:
+    """The project's metrics plus, when a RAG variant answers examples that list key facts,
+    `key_facts` and `context_key_facts` as ungated diagnostics (if not configured already):
+    side by side they say whether retrieval or generation loses an answer."""
+    out = list(metrics)
+    has_facts = any((e.record.get("metadata") or {}).get("key_facts") for e in examples)
+    if not has_facts or not any(v.uses_retrieval for v in variants):
+        return out
+    names = {m.name for m in out}
+    for name in ("key_facts", "context_key_facts"):
+        if name not in names:
+            out.append(MetricConfig(name=name, required=False))
+    return out
 
 
 def _store_outputs(project: Any, run_id: int, outputs: Sequence[Output]) -> None:

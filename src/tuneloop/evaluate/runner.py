@@ -134,7 +134,8 @@ def run_variant(variant: RunnableVariant, examples: Sequence[Example], actor: Ac
         out.completion_tokens = completion.completion_tokens
         out.citations = [c if isinstance(c, dict) else hit_dict(c)
                          for c in (result.citations or [])]
-        hits = [hit_dict(h) for h in (result.hits or [])]
+        hits = _mark_shown([hit_dict(h) for h in (result.hits or [])], out.citations,
+                           getattr(result, "context", None) or [])
         out.chunk_ids = [h.get("chunk_id") for h in hits]
         retrieved[example.id] = hits
         return out
@@ -150,3 +151,16 @@ def run_variant(variant: RunnableVariant, examples: Sequence[Example], actor: Ac
                 progress(variant.name, done, len(examples))
     wall = time.perf_counter() - start
     return outputs, retrieved, wall
+
+
+def _mark_shown(hits: list[dict[str, Any]], citations: Sequence[dict[str, Any]],
+                context: Sequence[str]) -> list[dict[str, Any]]:
+    """Retrieved chunks marked with whether they were placed in the prompt (`in_prompt`) and
+    the text the model saw of them (`shown`), for the "context holds the key fact" metric."""
+    shown = {c.get("chunk_id"): text for c, text in zip(citations, context, strict=False)}
+    cited = {c.get("chunk_id") for c in citations}
+    for hit in hits:
+        hit["in_prompt"] = hit.get("chunk_id") in cited
+        if hit.get("chunk_id") in shown:
+            hit["shown"] = shown[hit["chunk_id"]]
+    return hits

@@ -74,6 +74,36 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
+def grounding_of(rows: Sequence[Output]) -> dict[str, Any] | None:
+    """Where a RAG variant's answers are lost: the share of key facts its sources held
+    (`context_holds_key`), the share its answers stated (`answer_states_key`), their ratio, and
+    how often an answer stated a fact when its sources held it (`answer_states_key_in_context`).
+    None for a variant without retrieval or examples without key facts."""
+    pairs = [(r.scores.get("context_key_facts"), r.scores.get("key_facts")) for r in rows]
+    pairs = [(c, a) for c, a in pairs if c is not None and a is not None]
+    if not pairs:
+        return None
+    context = float(np.mean([c for c, _ in pairs]))
+    answer = float(np.mean([a for _, a in pairs]))
+    held = [a for c, a in pairs if c >= 1.0]
+    return {"examples": len(pairs), "context_holds_key": context, "answer_states_key": answer,
+            "answer_over_context": answer / context if context else None,
+            "answer_states_key_in_context": float(np.mean(held)) if held else None}
+
+
+def grounding_rows(summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(variant, slice or "all", grounding figures) for every RAG variant of a summary, for
+    the terminal table and the report."""
+    rows = []
+    for variant in summary.get("variants", []):
+        data = summary.get("per_variant", {}).get(variant, {})
+        if data.get("grounding"):
+            rows.append((variant, "all", data["grounding"]))
+            rows.extend((variant, name, g)
+                        for name, g in (data.get("grounding_by_slice") or {}).items())
+    return rows
+
+
 def summarize(outputs: Sequence[Output], variants: Sequence[str], metrics: Sequence[MetricConfig],
               slo: LatencyConfig, *, concurrency: int = 1,
               wall_s: dict[str, float] | None = None, slice_field: str | None = None,
@@ -99,6 +129,12 @@ def summarize(outputs: Sequence[Output], variants: Sequence[str], metrics: Seque
             "scored": counts, "latency": lat, "gates": [g.to_dict() for g in results],
             "passed": gates_mod.passed(results),
         }
+        grounding = grounding_of(rows)
+        if grounding:
+            per_variant[variant]["grounding"] = grounding
+            per_variant[variant]["grounding_by_slice"] = {
+                name: g for name in sorted({r.slice for r in rows if r.slice is not None})
+                if (g := grounding_of([r for r in rows if r.slice == name]))}
     comparisons = _compare_all(by_variant, variants, metrics, None, resamples, seed)
     slices = _slices(by_variant, variants, metrics, resamples, seed)
     primary = next((m for m in metrics if m.primary), metrics[0] if metrics else None)

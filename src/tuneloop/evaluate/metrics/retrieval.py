@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 from typing import Any
 
 from tuneloop.evaluate.metrics import Metric, MetricContext, record_field, register
-from tuneloop.evaluate.metrics.text import tokens
+from tuneloop.evaluate.metrics.text import states_fact, tokens
+from tuneloop.rag.metrics import ref_keys
 
 # Function words carry no claim: an answer is not "grounded" because it says "the" and "is".
 _STOPWORD_TEXT = """
@@ -17,19 +17,6 @@ to was we were what when where which who will with would you your yes also just 
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-def _ref_keys(value: str) -> set[str]:
-    """Ways a source may be named: as given, its file name and its stem, lower case.
-
-    Document ids look like `SOURCE:relative/path.md`; gold refs usually name the file or stem.
-    """
-    value = str(value).strip().lower()
-    if not value:
-        return set()
-    path = value.split("#", 1)[0].rsplit(":", 1)[-1]
-    name = PurePosixPath(path).name
-    return {value, path, name, PurePosixPath(name).stem}
 
 
 @register
@@ -61,8 +48,8 @@ class RetrievalRecall(Metric):
         for hit in top:
             for key in ("doc_id", "source", "path", "title"):
                 if hit.get(key):
-                    found |= _ref_keys(str(hit[key]))
-        hits = sum(1 for g in gold if _ref_keys(str(g)) & found)
+                    found |= ref_keys(str(hit[key]))
+        hits = sum(1 for g in gold if ref_keys(str(g)) & found)
         return hits / len(gold)
 
 
@@ -110,3 +97,31 @@ def _stem(word: str) -> str:
 
 def _content(sentence: str) -> list[str]:
     return [_stem(w) for w in tokens(sentence) if w not in STOPWORDS]
+
+
+@register
+class ContextKeyFacts(Metric):
+    """Share of the example's key facts (`metadata.key_facts`) that the sources placed in the
+    prompt contain: "context holds the key fact", the diagnostic beside `key_facts` ("answer
+    states the key fact") that tells whether retrieval or generation loses an answer.
+
+    Only the text the model was given counts (sources cut by the token budget or the score
+    cut-off, and sentences left out of a chunk, do not). Not applicable (None) to variants
+    without retrieval or examples without key facts.
+    """
+
+    name = "context_key_facts"
+    description = "share of the key facts present in the sources given to the model"
+
+    def __init__(self, *, field: str = "key_facts") -> None:
+        self.field = field
+
+    def score(self, prediction: str, reference: str, record: dict[str, Any],
+              context: MetricContext) -> float | None:
+        """Fraction of key facts found in the prompt's sources."""
+        facts = [f for f in record_field(record, self.field) or [] if str(f).strip()]
+        if not context.retrieval_enabled or not facts:
+            return None
+        shown = [h for h in context.retrieved if h.get("in_prompt")]
+        text = "\n".join(str(h.get("shown") or h.get("text") or "") for h in shown)
+        return sum(states_fact(text, str(f)) for f in facts) / len(facts)

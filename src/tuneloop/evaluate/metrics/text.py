@@ -146,11 +146,14 @@ class KeyFacts(Metric):
         facts = [f for f in record_field(record, self.field) or [] if str(f).strip()]
         if not facts:
             return None
-        answer = normalize(prediction)
-        words = set(answer.split())
-        found = 0
-        for fact in facts:
-            fact_norm = normalize(str(fact))
-            if fact_norm and (f" {fact_norm} " in f" {answer} " or set(fact_norm.split()) <= words):
-                found += 1
-        return found / len(facts)
+        return sum(states_fact(prediction, str(f)) for f in facts) / len(facts)
+
+
+def states_fact(text: str, fact: str) -> bool:
+    """True when `text` states `fact`: its normalised text appears in the normalised text, or
+    every one of its words does (so "Settings > Security" matches "open Security in Settings")."""
+    fact_norm = normalize(fact)
+    if not fact_norm:
+        return False
+    answer = normalize(text)
+    return f" {fact_norm} " in f" {answer} " or set(fact_norm.split()) <= set(answer.split())
