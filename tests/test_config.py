@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneloop.config import load_config, parse_config
+from tuneloop.config import check_source_refs, load_config, parse_config
 from tuneloop.errors import ConfigError
 from tuneloop.project import starter_config
 
@@ -73,11 +73,6 @@ def test_valid_config_parses_to_typed_objects() -> None:
             VALID.replace("  name: support\n  format", "  format"),
             ["task.name", "required field is missing"],
         ),
-        # 4. a dataset naming a source that is not declared
-        (
-            VALID.replace("sources: [tickets]", "sources: [tikets]"),
-            ["datasets[0].sources[0]", "unknown source 'tikets'", "did you mean 'tickets'"],
-        ),
         # 5. a bad enum value
         (
             VALID.replace("format: chat", "format: xml"),
@@ -131,6 +126,20 @@ def test_malformed_config_gets_one_clear_message(broken: str, expected: list[str
     for fragment in expected:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
     assert "Traceback" not in message
+
+
+def test_unknown_source_names_field_line_and_both_registries() -> None:
+    # Checked at use, not parse: `tuneloop data add` may have registered the name in the store.
+    text = VALID.replace("sources: [tickets]", "sources: [tikets]")
+    config = parse_config(text)
+    with pytest.raises(ConfigError) as info:
+        check_source_refs(config, ["faq"], text=text)
+    message = str(info.value)
+    for fragment in ("tuneloop.yaml:19:", "datasets[0].sources[0]", "unknown source 'tikets'",
+                     "did you mean 'tickets'", "declared in tuneloop.yaml: docs, tickets",
+                     "registered with `tuneloop data add`: faq"):
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    check_source_refs(config, ["tikets"], text=text)  # registered with `data add`: accepted
 
 
 def test_yaml_syntax_error_names_line_and_column() -> None:

@@ -229,3 +229,42 @@ def test_a_generated_source_carries_its_generator_into_the_lineage(sqlite_root: 
     (sqlite_root / "data" / "tickets.lineage.json").write_text(json.dumps(generator))
     version = build_dataset(project, project.actor(), "support")
     assert version.manifest["sources"][0]["generated"] == generator
+
+
+def test_a_record_nested_100000_levels_deep_is_a_reject_with_file_and_line(
+        sqlite_root: Path) -> None:
+    lines = _lines(12)
+    lines[3] = '{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    project = _project(sqlite_root, lines, _config())
+    version = build_dataset(project, project.actor(), "support")
+    rejects = [json.loads(line) for line in version.rejects_path.read_text().splitlines()]
+    deep = next(r for r in rejects if r["line"] == 4)
+    assert deep["step"] == "validate" and deep["path"] == "data/tickets.jsonl"
+    assert deep["reason"].startswith("nested more than 64 levels deep")
+    assert len(version) == 11
+    with pytest.raises(DataError, match=r"tickets.jsonl:4: nested more than 64 levels deep"):
+        build_dataset(project, project.actor(), "support", strict=True)
+
+
+def test_a_build_whose_every_record_is_rejected_fails_and_publishes_nothing(
+        sqlite_root: Path) -> None:
+    lines = ['{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}", "not json", "[1, 2]",
+             json.dumps({"input": "What is 2+2?"})]
+    project = _project(sqlite_root, lines, _config())
+    with pytest.raises(DataError) as info:
+        build_dataset(project, project.actor(), "support")
+    message = str(info.value)
+    assert "nothing to publish: every one of the 4 records read was rejected" in message
+    assert "validate: nested more than 64 levels deep" in message
+    assert "validate: broken JSON (1)" in message
+    kept = project.root / message.split("are in ")[1].split()[0]
+    assert {json.loads(line)["line"] for line in kept.read_text().splitlines()} == {1, 2, 3, 4}
+    assert not list_versions(project)
+    assert list((project.state_dir / "datasets" / "support").iterdir()) == []
+
+
+def test_a_file_of_blank_lines_fails_the_build_and_publishes_nothing(sqlite_root: Path) -> None:
+    project = _project(sqlite_root, ["", "   ", "\t", ""], _config())
+    with pytest.raises(DataError, match=r"no record was read from tickets .*only blank lines"):
+        build_dataset(project, project.actor(), "support")
+    assert not list_versions(project)

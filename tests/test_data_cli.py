@@ -107,3 +107,25 @@ def test_cli_strict_build_names_file_and_line(root: Path) -> None:
     result = run_cli("data", "build", "support", "--strict", cwd=root)
     assert result.returncode == 1
     assert "tickets.jsonl:41: broken JSON" in result.stderr
+
+
+def test_a_source_added_with_data_add_can_be_named_in_a_recipe_and_built(root: Path) -> None:
+    _project(root, tier=1)
+    (root / "faq.csv").write_text("input,output\n" + "".join(
+        f"How do I rename folder {i}?,Right-click folder {i} and choose Rename.\n"
+        for i in range(30)), encoding="utf-8")
+    recipe = "  - {name: faq, sources: [faq, tickets], seed: 1}\n"
+    refused = (root / "tuneloop.yaml").read_text() + recipe
+    (root / "tuneloop.yaml").write_text(refused, encoding="utf-8")
+    unknown = run_cli("data", "build", "faq", cwd=root)
+    assert unknown.returncode != 0
+    assert "datasets[1].sources[0]: unknown source 'faq'" in " ".join(unknown.stderr.split())
+    added = run_cli("data", "add", "faq.csv", "--name", "faq", "--tier", "1", cwd=root)
+    assert added.returncode == 0, added.stderr
+    listed = run_cli("data", "sources", cwd=root)
+    rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines()
+            if line.count("│") > 3}
+    assert "data add" in rows["faq"] and "tuneloop.yaml" in rows["tickets"]
+    built = run_cli("data", "build", "faq", cwd=root)
+    assert built.returncode == 0, built.stderr
+    assert "70 read" in built.stdout

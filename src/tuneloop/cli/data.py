@@ -51,7 +51,10 @@ app.command("tier")(tier_command)
 
 @app.command()
 def sources(ctx: typer.Context) -> None:
-    """List the project's sources and their tiers.
+    """List the project's sources, their tiers and where each was registered.
+
+    One registry: a source declared in tuneloop.yaml and one added with `tuneloop data add` can
+    both be named in dataset recipes, knowledge_base.sources, `data synth` and `rag index`.
 
     Example:  tuneloop data sources
     """

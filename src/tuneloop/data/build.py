@@ -70,6 +70,7 @@ def build_dataset(project: Project, actor: Actor, name: str, *, strict: bool = F
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
     try:
         manifest = _Build(project, recipe, sources, staging, strict, progress).run()
+        _refuse_empty(project, name, sources, staging, manifest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -82,6 +83,41 @@ def build_dataset(project: Project, actor: Actor, name: str, *, strict: bool = F
         created_by=actor.name,
     )
     return publish(project, staging, manifest, created_by=actor.name)
+
+
+def _refuse_empty(project: Project, name: str, sources: list[SourceInfo], staging: Path,
+                  manifest: dict[str, Any]) -> None:
+    """Raise `DataError` (publishing nothing) when no record reached the train or test split.
+
+    The rejects are kept under `.tuneloop/failed-builds/` so the message can point at them.
+    """
+    counts = manifest["counts"]
+    if counts.get("train", 0) or counts.get("test", 0):
+        return
+    steps = manifest["steps"]
+    where = ", ".join(f"{s.name} ({_relative(project, s.path)})" for s in sources)
+    if not steps["read"]:
+        raise DataError(f"dataset {name!r} has nothing to publish: no record was read from "
+                        f"{where}; the files hold only blank lines (or only a header)",
+                        hint="check the source files, or point the source at the right file")
+    reasons: Counter[str] = Counter()
+    for step, by_reason in steps["removed"].items():
+        for reason, count in by_reason.items():
+            reasons[f"{step}: {reason}"] += count
+    top = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
+    kept = project.state_dir / "failed-builds" / \
+        f"{name}-{utcnow().strftime('%Y%m%dT%H%M%S')}-rejects.jsonl"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staging / "rejects.jsonl", kept)
+    if steps["kept"]:
+        why = (f"the {steps['kept']} records kept all fell in the validation split "
+               f"(of {steps['read']} read)")
+    else:
+        why = f"every one of the {steps['read']} records read was rejected"
+    raise DataError(f"dataset {name!r} has nothing to publish: {why}; top reasons: {top}; "
+                    f"the rejects (file, line, reason) are in {_relative(project, kept)}",
+                    hint="fix the records the rejects name (or the recipe's filters), then "
+                         "build again; nothing was published")
 
 
 class _Build:
@@ -182,6 +218,10 @@ class _Build:
                 record = cleaner.clean(row)
             except RecordInvalid as exc:
                 self._bad(rejects, source, row, str(exc), json.dumps(row.data, default=str))
+                continue
+            except RecursionError:
+                # Nested JSON inside a field (a CSV cell of messages): a reject, not a traceback.
+                self._bad(rejects, source, row, "a field holds JSON nested too deeply", "")
                 continue
             key = int(record["id"][:16], 16)
             if key in self.seen:

@@ -20,6 +20,8 @@ RECORD_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv
                   ".parquet": "parquet", ".pq": "parquet"}
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".html", ".htm", ".pdf")
 EXCERPT_CHARS = 200
+# Deeper than any real record (chat messages are 3 levels); every later step may recurse on it.
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -108,11 +110,40 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
                 yield Row(name, number, error=f"broken JSON: {exc.msg} (column {exc.colno})",
                           excerpt=_excerpt(text))
                 continue
+            except RecursionError:
+                yield Row(name, number, error=_too_deep(), excerpt=_excerpt(text))
+                continue
+            if too_deep(data):
+                yield Row(name, number, error=_too_deep(), excerpt=_excerpt(text))
+                continue
             if not isinstance(data, dict):
                 yield Row(name, number, error=f"expected a JSON object, found "
                           f"{type(data).__name__}", excerpt=_excerpt(text))
                 continue
             yield Row(name, number, data=data)
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and objects nest deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list | tuple))
+    return False
+
+
+def _too_deep() -> str:
+    return (f"nested more than {MAX_DEPTH} levels deep (a record is an object of messages or "
+            "input/output text)")
 
 
 def _csv_rows(path: Path) -> Iterator[Row]:
@@ -180,6 +211,9 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
     for batch in parquet.iter_batches(batch_size=2048):
         for data in batch.to_pylist():
             number += 1
+            if too_deep(data):
+                yield Row(name, number, error=_too_deep())
+                continue
             yield Row(name, number, data=data)
 
 
