@@ -129,3 +129,23 @@ def test_a_source_added_with_data_add_can_be_named_in_a_recipe_and_built(root: P
     built = run_cli("data", "build", "faq", cwd=root)
     assert built.returncode == 0, built.stderr
     assert "70 read" in built.stdout
+
+
+def test_a_tier2_folder_added_with_data_add_serves_the_knowledge_base_and_taints_it(
+        root: Path) -> None:
+    from tuneloop.data.sources import get_source
+    from tuneloop.variants import get_variant
+
+    project = _project(root, tier=1)
+    (root / "notes").mkdir()
+    (root / "notes" / "vip.md").write_text("# VIP\n\nCall the account manager.\n")
+    text = (root / "tuneloop.yaml").read_text() + (
+        "knowledge_base: {sources: [notes]}\n"
+        "variants:\n  - {name: rag, retrieval: {enabled: true}}\n")
+    (root / "tuneloop.yaml").write_text(text, encoding="utf-8")
+    added = run_cli("data", "add", "notes", "--name", "notes", "--tier", "2", cwd=root)
+    assert added.returncode == 0, added.stderr
+    project = Project.open(root)
+    assert get_source(project, "notes").kind == "documents"
+    assert get_variant(project, "rag").tier == 2
+    project.close()

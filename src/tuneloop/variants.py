@@ -81,8 +81,11 @@ class Variant:
         if not self.uses_retrieval:
             return 1, frozenset()
         tiers, roots = [], set()
+        from tuneloop.data.sources import find_source
+
         for name in self.project.config.knowledge_base.sources:
-            source = self.project.config.source(name)
+            # Either registry: a Tier 2 source added with `data add` taints the variant too.
+            source = find_source(self.project, name)
             if source is not None:
                 tiers.append(source.tier)
                 if source.tier == 2:

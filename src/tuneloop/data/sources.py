@@ -195,11 +195,18 @@ def get_source(project: Project, name: str) -> SourceInfo:
 
 
 def find_source(project: Project, name: str) -> SourceInfo | None:
-    """One source by name, or None (for callers that only need its tier, like a variant's)."""
-    try:
-        return get_source(project, name)
-    except NotFound:
-        return None
+    """One source by name from either registry, or None; reads only (cheap on hot paths).
+
+    The file's declaration wins, as in `sync_sources`; a variant's tier uses this per request.
+    """
+    declared = project.config.source(name)
+    if declared is not None:
+        return SourceInfo(name, project.path(declared.path).resolve(), declared.kind,
+                          declared.format, declared.tier, declared.subject_field,
+                          declared.owner, YAML)
+    with project.store.session(write=False) as session:
+        row = session.execute(select(Source).where(Source.name == name)).scalar_one_or_none()
+        return _info(project, row) if row is not None else None
 
 
 def _info(project: Project, row: Source) -> SourceInfo:
