@@ -176,3 +176,23 @@ def test_marked_variant_is_withdrawn_refused_listed_and_cleared_by_retraining(
     assert rollout.state(project, "assistant").at("public")[0].variant == "tuned"
     assert run_cli("erase", "status", cwd=project.root).stdout.strip() == \
         "no open retraining marks"
+
+
+def test_an_export_made_before_the_erasure_is_listed_as_a_copy_that_left(
+        project: Project) -> None:
+    from tuneloop.data.export import export_version, list_exports
+
+    built = build_dataset(project, project.actor(), "tickets")
+    out = export_version(project, project.actor(), "tickets", project.root / "out" / "t1",
+                         fmt="jsonl")
+    [row] = list_exports(project)
+    assert (row.dataset_version, row.path, row.format, row.actor) == (
+        built.ref, str(out), "jsonl", project.actor().name)
+    pia = person(project, "pia", role="privacy")
+    dry = run_cli("erase", "--subject", EMAIL, "--dry-run", cwd=project.root)
+    assert dry.returncode == 0, dry.stderr
+    assert "export that left the project" in dry.stdout
+    report = erase(project, pia, EMAIL)
+    assert len(report.exports) == 1 and report.exports[0].startswith(f"{out} (jsonl of {built.ref}")
+    event = next(e for e in audit.list_events(project.store, limit=30) if e.action == "erasure")
+    assert str(out) in event.details

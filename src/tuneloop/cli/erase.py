@@ -112,6 +112,8 @@ def _preview(project: Project, actor: Actor, subject: str, also: list[str]) -> N
             [f"model {m}" for m in plan.models] + [f"variant {v}" for v in plan.variants]))
     for source in plan.sources:
         console.print(f"source mentions the subject: {source}")
+    for export in plan.exports:
+        console.print(f"export that left the project (erasure cannot reach it): {export}")
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 Exporting takes data out of tuneloop's control, so it goes through the gate with the `export` use:
 a Tier 2 version needs an approval that allows export. The output folder is written beside its
-final place and renamed, so a failed export leaves nothing behind.
+final place and renamed, so a failed export leaves nothing behind. Every export is recorded
+(`dataset_exports`: version, path, format, actor, time): erasure lists the exports of a version
+that held the subject as copies that left the project.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from tuneloop.data.versions import SPLITS, DatasetVersion, get_version
 from tuneloop.errors import TuneloopError
 from tuneloop.governance import require
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
+from tuneloop.store.datasets import DatasetExport
 
 FORMATS = ("jsonl", "parquet", "hf")
 BATCH_ROWS = 4096
@@ -47,7 +52,21 @@ def export_version(project: Project, actor: Actor, ref: str, out: str | Path,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    with project.store.session() as session:
+        session.add(DatasetExport(dataset_version=version.ref, path=str(target), format=fmt,
+                                  tier=version.tier, actor=actor.name))
     return target
+
+
+def list_exports(project: Project, refs: list[str] | None = None) -> list[DatasetExport]:
+    """Recorded exports, newest first; only those of the versions `refs` when given."""
+    query = select(DatasetExport).order_by(DatasetExport.id.desc())
+    if refs is not None:
+        query = query.where(DatasetExport.dataset_version.in_(sorted(set(refs))))
+    with project.store.session(write=False) as session:
+        rows = list(session.execute(query).scalars())
+        session.expunge_all()
+    return rows
 
 
 def _chat_rows(version: DatasetVersion, split: str) -> Iterator[dict[str, Any]]:

@@ -87,6 +87,7 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
         report.counts["chunks"], texts = _erase_chunks(session, subject)
         erased_texts += texts
     report.models, report.variants = _derived(project, {d.old for d in report.datasets})
+    report.exports = exports_of(project, [d.old for d in report.datasets])
     with project.store.session() as session:
         for kind, names in (("model", report.models), ("variant", report.variants)):
             for name in names:
@@ -100,7 +101,8 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
         audit.record(session, actor=actor.name, action="erasure", target=f"subject:{subject.hash}",
                      tier=2, details={"erasure": report.id, "counts": report.counts,
                                       "datasets": row.datasets, "models": report.models,
-                                      "variants": report.variants})
+                                      "variants": report.variants,
+                                      "exports_outside": report.exports})
     report.withdrawn = marks.withdraw(project, actor, report.variants, report.id)
     if report.counts["chunks"]:
         _rebuild_index(project)
@@ -112,6 +114,14 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
     report.residue = erase_files.scan(project, known)
     report.artefacts = erase_files.artefacts_mentioning(project, subject)
     return report
+
+
+def exports_of(project: Project, refs: list[str]) -> list[str]:
+    """Recorded exports of these dataset versions: copies that left the project, by path."""
+    from tuneloop.data.export import list_exports
+
+    return [f"{e.path} ({e.format} of {e.dataset_version}, by {e.actor}, "
+            f"{e.created_at:%Y-%m-%d %H:%M} UTC)" for e in list_exports(project, refs)]
 
 
 def _log_ids(session: Session, subject: Subject) -> set[str]:
@@ -264,6 +274,7 @@ class ErasurePlan:
     models: list[str]
     variants: list[str]
     sources: list[str]
+    exports: list[str] = field(default_factory=list)
 
 
 def preview(project: Project, actor: Actor, subject_id: str, *,
@@ -287,7 +298,8 @@ def preview(project: Project, actor: Actor, subject_id: str, *,
                   "dataset_records": sum(datasets.values()), "chunks": chunks}
     models, variants = _derived(project, set(datasets))
     return ErasurePlan(subject.hash, counts, datasets, models, variants,
-                       erase_files.sources_mentioning(project, subject))
+                       erase_files.sources_mentioning(project, subject),
+                       exports_of(project, list(datasets)))
 
 
 def needs_retraining(project: Project) -> list[marks.OpenMark]:

@@ -31,3 +31,20 @@ class DatasetVersionRow(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)  # records per split
     created_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DatasetExport(Base):
+    """One export of a dataset version: a copy that left tuneloop's control, and who made it.
+
+    Erasure lists the exports of every version that held the subject, since it cannot reach them.
+    """
+
+    __tablename__ = "dataset_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_version: Mapped[str] = mapped_column(String(160), index=True)  # name@id
+    path: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[int] = mapped_column(Integer, default=1)
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
