@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -271,11 +272,20 @@ def test_metrics_count_requests_per_variant(served: dict[str, Any]) -> None:
         api.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.NotFoundError):
         api.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
-    text = httpx.get(served["url"] + "/metrics").text
+    text = httpx.get(served["url"] + "/metrics",
+                     headers={"Authorization": f"Bearer {served['keys'].internal}"}).text
     assert 'tuneloop_requests_total{status="200",variant="base"} 2.0' in text
     assert 'tuneloop_errors_total{type="not_found_error",variant="-"} 1.0' in text
     assert 'tuneloop_request_seconds_count{variant="base"} 2.0' in text
     assert httpx.get(served["url"] + "/health").json()["status"] == "ok"
+
+
+def in_flight(url: str, key: str) -> float:
+    """The server's queue depth, from its metrics."""
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    match = re.search(r"^tuneloop_in_flight_requests (\S+)$", text, re.MULTILINE)
+    assert match, text
+    return float(match.group(1))
 
 
 def wait_for_log(project: Any, what: str) -> Any:
@@ -367,7 +377,7 @@ def test_full_queue_answers_503_and_rate_limit_429(tmp_path: Path,
         assert busy.value.status_code == 503 and busy.value.response.headers["retry-after"]
         holder.close()  # the caller gives up: its place is freed once generation stops
         deadline = time.monotonic() + 30
-        while httpx.get(url + "/health").json()["in_flight"]:
+        while in_flight(url, keys.internal):
             assert time.monotonic() < deadline, "the abandoned stream kept its queue place"
             time.sleep(0.05)
         api.chat.completions.create(model="base", messages=[{"role": "user", "content": "x"}])

@@ -66,10 +66,10 @@ def assert_openai_error(response: Any) -> None:
 
 @pytest.mark.slow
 def test_api_never_5xx_and_errors_are_openai_shaped(fuzz_server: dict[str, Any]) -> None:
-    api = schemathesis.openapi.from_url(fuzz_server["url"] + "/openapi.json")
+    headers = {"Authorization": f"Bearer {fuzz_server['keys'].internal}"}
+    api = schemathesis.openapi.from_url(fuzz_server["url"] + "/openapi.json", headers=headers)
     cases = st.one_of(api.as_strategy(GenerationMode.POSITIVE),
                       api.as_strategy(GenerationMode.NEGATIVE))
-    headers = {"Authorization": f"Bearer {fuzz_server['keys'].internal}"}
     seen: set[str] = set()
 
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck),

@@ -3,13 +3,16 @@
     app = create_app(Project.open("."))      # then: uvicorn.run(app)
 
 Routes: `POST /v1/chat/completions`, `GET /v1/models`, `POST /v1/feedback`, `GET /health`,
-`GET /metrics`. The app keeps no state that matters between requests (everything is in the store),
-so several replicas can share one PostgreSQL database.
+`GET /metrics`, `GET /openapi.json`, `GET /docs`. Everything but `/health` (which says ok or not,
+nothing more) takes an API key; `TUNELOOP_PUBLIC_METRICS=1` (or `public_metrics=True`) opens
+`/metrics` to a scraper without one. The app keeps no state that matters between requests
+(everything is in the store), so several replicas can share one PostgreSQL database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import weakref
@@ -19,7 +22,8 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 
 from tuneloop.engines.base import GenerationParams
@@ -43,6 +47,9 @@ from tuneloop.serve.schemas import (
 VariantLoader = Callable[[str], Any]
 MAX_PENDING_SHADOWS = 8
 PUBLIC_CHECK_TTL_S = 2.0
+FAILED_AUTH_PER_MINUTE = 10  # per client address: bounds key guessing and what it costs us
+UNAUTHENTICATED_LOG_ROWS_PER_MINUTE = 10  # for the whole process; the rest are only counted
+PUBLIC_METRICS_ENV = "TUNELOOP_PUBLIC_METRICS"
 
 
 class Server:
@@ -56,6 +63,8 @@ class Server:
         self.entities = list(project.config.privacy.redact)
         self.keys = KeyCache(self.store, auth_ttl_s)
         self.limiter = RateLimiter(self.config.rate_limit_per_minute)
+        self.failures = RateLimiter(FAILED_AUTH_PER_MINUTE, what="this address")
+        self._unauthenticated_rows = RateLimiter(UNAUTHENTICATED_LOG_ROWS_PER_MINUTE)
         self.admission = Admission(self.config.queue_size)
         self.metrics = Metrics()
         self.metrics.in_flight.set_function(lambda: self.admission.in_flight)
@@ -68,6 +77,25 @@ class Server:
         self._shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-shadow")
         self._shadow_pending = 0
         self._public_ok: dict[tuple[str, str], tuple[float, bool]] = {}
+
+    def authenticate(self, request: Request) -> Actor:
+        """The caller, or a 401; an address with too many failed attempts gets a 429 before its
+        key is even looked up. Every rejection is counted in the metrics."""
+        known = self.keys.cached(request.headers.get("authorization"))
+        if known is not None:  # a key that just worked passes even from a blocked address
+            return known
+        address = request.client.host if request.client else "-"
+        try:
+            self.failures.check(address)
+        except ApiError:
+            self.metrics.unauthenticated.labels("address_limited").inc()
+            raise
+        try:
+            return self.keys.actor(request.headers.get("authorization"))
+        except ApiError as exc:
+            self.failures.try_take(address)
+            self.metrics.unauthenticated.labels(exc.code or "invalid_api_key").inc()
+            raise
 
     def _load_variant(self, name: str) -> Any:
         from tuneloop.variants import get_variant
@@ -131,8 +159,13 @@ class Server:
                            code="model_unavailable", headers={"Retry-After": "60"})
 
     def log(self, entry: requestlog.Entry) -> None:
-        """Commit the request's log row, then count it in the metrics."""
-        requestlog.write(self.store, self.entities, entry)
+        """Commit the request's log row, then count it in the metrics.
+
+        Rows of requests that never authenticated are bounded (a flood of them is counted in the
+        metrics, not written one row each).
+        """
+        if entry.principal is not None or self._unauthenticated_rows.try_take("-"):
+            requestlog.write(self.store, self.entities, entry)
         error_type = TYPES.get(entry.status, "server_error") if entry.status >= 400 else None
         if entry.shadow_of is None:
             self.metrics.observe(entry.variant, entry.status, entry.total_ms / 1000,
@@ -188,9 +221,24 @@ def _reject_logger(server: Server) -> Callable[[dict[str, Any], int, str], None]
     return on_reject
 
 
+def _keyed_api_docs(app: FastAPI, server: Server) -> None:
+    """`/openapi.json` and `/docs`, for callers with a key only: the API's shape is no secret,
+    but nothing about a deployment is shown to someone who may not use it."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        await anyio.to_thread.run_sync(server.authenticate, request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        await anyio.to_thread.run_sync(server.authenticate, request)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="tuneloop API")
+
+
 def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
                auth_ttl_s: float = DEFAULT_TTL_S, dashboard: bool = True,
-               retention: bool = True) -> FastAPI:
+               retention: bool = True, public_metrics: bool = False) -> FastAPI:
     """The serving app for `project`. `variant_loader(name)` overrides how variants are built.
 
     With `dashboard` the web UI is mounted at `/ui`; with `retention` expired request logs are
@@ -211,7 +259,7 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
         server.close()
 
     app = FastAPI(title="tuneloop", version="1", responses=errors,  # type: ignore[arg-type]
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server
     install(app)
 
@@ -229,16 +277,14 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
     @app.get("/v1/models", response_model=ModelList)
     async def models(request: Request) -> ModelList:
         """The models (aliases and, for internal callers, variants) the caller may use."""
-        actor = await anyio.to_thread.run_sync(server.keys.actor,
-                                               request.headers.get("authorization"))
+        actor = await anyio.to_thread.run_sync(server.authenticate, request)
         names = await anyio.to_thread.run_sync(server.router.models_for, actor)
         return ModelList(data=[ModelCard(id=n) for n in names])
 
     @app.post("/v1/feedback", response_model=FeedbackResponse)
     async def post_feedback(request: Request, body: FeedbackRequest) -> FeedbackResponse:
         """Attach a rating, comment or corrected answer to a request the caller made."""
-        actor = await anyio.to_thread.run_sync(server.keys.actor,
-                                               request.headers.get("authorization"))
+        actor = await anyio.to_thread.run_sync(server.authenticate, request)
         server.limiter.take(server.keys.bucket(request.headers.get("authorization")))
         feedback_id = await anyio.to_thread.run_sync(feedback.add, server.store, server.entities,
                                                      actor, body)
@@ -246,21 +292,27 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        """Liveness and the store's reachability; 503 when the database does not answer."""
+        """Whether this replica can serve: ok, or 503 when its database does not answer."""
         def ping() -> None:
             with server.store.session(write=False) as session:
                 session.execute(text("SELECT 1"))
         try:
             await anyio.to_thread.run_sync(ping)
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "error": str(exc)[:200]}, 503)
-        return JSONResponse({"status": "ok", "replica": requestlog.REPLICA,
-                             "in_flight": server.admission.in_flight})
+        except Exception:
+            return JSONResponse({"status": "unavailable"}, 503)
+        return JSONResponse({"status": "ok"})
+
+    open_metrics = public_metrics or os.environ.get(PUBLIC_METRICS_ENV) == "1"
 
     @app.get("/metrics")
-    async def metrics() -> Response:
-        """Prometheus metrics: requests, latency histograms, tokens and errors per variant."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics (with a key, unless opened to scrapers): requests, latency,
+        tokens and errors per variant, queue depth, rejected unauthenticated requests."""
+        if not open_metrics:
+            await anyio.to_thread.run_sync(server.authenticate, request)
         return Response(server.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    _keyed_api_docs(app, server)
 
     from tuneloop.ui import mount as mount_dashboard  # the web dashboard, at /ui
 

@@ -87,8 +87,7 @@ async def handle(server: Server, request: Request) -> Response:
     started = time.perf_counter()
     slot: Slot | None = None
     try:
-        actor = await anyio.to_thread.run_sync(server.keys.actor,
-                                               request.headers.get("authorization"))
+        actor = await anyio.to_thread.run_sync(server.authenticate, request)
         entry.principal, entry.audience = actor.name, actor.audience
         server.limiter.take(server.keys.bucket(request.headers.get("authorization")))
         body = _parse(await request.body())

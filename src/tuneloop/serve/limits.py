@@ -1,5 +1,6 @@
-"""What keeps the server up under any load: per-key rate limits, a bounded queue in front of the
-engine, and a cap on request bodies. Memory is bounded because each of them is.
+"""What keeps the server up under any load: per-key rate limits, a per-address budget of failed
+authentications (checked before authenticating), a bounded queue in front of the engine, and a cap
+on request bodies. Memory is bounded because each of them is.
 
 Rate limits are per process: with N replicas behind a load balancer a key gets up to N times its
 limit. That is the documented trade-off for needing no shared counter.
@@ -26,27 +27,45 @@ MAX_BUCKETS = 10_000
 class RateLimiter:
     """A token bucket per key: `per_minute` requests a minute, bursts up to the same number."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, what: str = "this API key") -> None:
         self.capacity = float(per_minute)
         self.refill_per_s = per_minute / 60.0
+        self.what = what
         self._lock = threading.Lock()
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def take(self, key: str) -> None:
         """Spend one token for `key`, or raise a 429 ApiError saying when to retry."""
+        wait = self._spend(key, spend=True)
+        if wait:
+            raise ApiError(429, f"rate limit of {int(self.capacity)} requests per minute "
+                                f"reached for {self.what}; retry in {wait} s",
+                           code="rate_limit_exceeded", headers={"Retry-After": str(wait)})
+
+    def check(self, key: str) -> None:
+        """Raise the 429 that `take` would, without spending a token."""
+        wait = self._spend(key, spend=False)
+        if wait:
+            raise ApiError(429, f"too many failed attempts from {self.what}; retry in {wait} s",
+                           code="rate_limit_exceeded", headers={"Retry-After": str(wait)})
+
+    def try_take(self, key: str) -> bool:
+        """Spend one token for `key` if there is one; whether there was."""
+        return not self._spend(key, spend=True)
+
+    def _spend(self, key: str, *, spend: bool) -> int:
+        """0 after (maybe) spending a token, else the seconds until one is there."""
         now = time.monotonic()
         with self._lock:
             tokens, last = self._buckets.pop(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.refill_per_s)
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
-                wait = math.ceil((1.0 - tokens) / self.refill_per_s)
-                raise ApiError(429, f"rate limit of {int(self.capacity)} requests per minute "
-                                    f"reached for this API key; retry in {wait} s",
-                               code="rate_limit_exceeded", headers={"Retry-After": str(wait)})
-            self._buckets[key] = (tokens - 1.0, now)
+                return max(1, math.ceil((1.0 - tokens) / self.refill_per_s))
+            self._buckets[key] = (tokens - 1.0 if spend else tokens, now)
             while len(self._buckets) > MAX_BUCKETS:
                 self._buckets.popitem(last=False)  # the least recently seen key starts afresh
+            return 0
 
 
 class Admission:

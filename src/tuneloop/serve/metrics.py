@@ -29,6 +29,9 @@ class Metrics:
                               ["variant"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.tokens = Counter("tuneloop_tokens", "Tokens processed", ["variant", "kind"],
                               registry=self.registry)
+        self.unauthenticated = Counter("tuneloop_unauthenticated",
+                                       "Requests rejected before authentication succeeded",
+                                       ["reason"], registry=self.registry)
         self.in_flight = Gauge("tuneloop_in_flight_requests", "Requests queued or running",
                                registry=self.registry)
 
