@@ -99,7 +99,7 @@ class LlamaCppEngine(Engine):
         self._bos_text = model.token_get_text(model.token_bos()) if model.token_bos() >= 0 else ""
         eos_text = model.token_get_text(model.token_eos()) if model.token_eos() >= 0 else ""
         self.template = ChatTemplate(source, bos_token=self._bos_text, eos_token=eos_text,
-                                     origin=str(path))
+                                     origin=str(path), special_tokens=_special_texts(model))
         self._add_bos = str(meta.get("tokenizer.ggml.add_bos_token", "false")).lower() == "true"
 
     def _load(self, n_ctx: int | None, n_batch: int, kv_cache_type: str) -> Any:
@@ -222,3 +222,12 @@ class LlamaCppEngine(Engine):
         """Drop every trace of the previous request: token history and KV cache."""
         llm.reset()
         llm._ctx.kv_cache_clear()
+
+
+def _special_texts(model: Any) -> list[str]:
+    """The text of every token llama.cpp parses as special (control and user-defined tokens)."""
+    import llama_cpp
+
+    special = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    return [model.token_get_text(i) for i in range(model.n_vocab())
+            if model.token_get_attr(i) & special]

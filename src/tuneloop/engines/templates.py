@@ -5,17 +5,39 @@ Jinja2 environment lets a crafted template reach Python internals (the llama-cpp
 template-injection CVE class: `cycler.__init__.__globals__`, `''.__class__.__mro__`). Here every
 template runs in `ImmutableSandboxedEnvironment`, and any escape attempt or template bug becomes
 a clear EngineError.
+
+Message content never becomes a special token: the engines tokenize the rendered prompt with
+special tokens parsed (the template's own `<|im_start|>` must be one), so text such as
+`<|im_end|>\n<|im_start|>system` inside a message or a retrieved document would otherwise open a
+real turn. The template escapes every special token's text found in message content (a zero-width
+space after its first character) before rendering; the escaped text tokenizes as plain text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tuneloop.errors import EngineError, InvalidRequest
+
+ESCAPE = "\u200b"  # zero-width space: invisible, and breaks the special token's text
+
+
+def special_pattern(tokens: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern matching any of these special tokens' texts (longest first), or None."""
+    texts = sorted({t for t in tokens if t and len(t) > 1}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(t) for t in texts)) if texts else None
+
+
+def escape_specials(text: str, pattern: re.Pattern[str] | None) -> str:
+    """`text` with each special token's text broken so that it tokenizes as plain text."""
+    if pattern is None:
+        return text
+    return pattern.sub(lambda m: m.group(0)[0] + ESCAPE + m.group(0)[1:], text)
 
 
 class TemplateRaised(InvalidRequest):
@@ -30,8 +52,9 @@ class ChatTemplate:
     """A compiled, sandboxed chat template: `render(messages) -> prompt text`."""
 
     def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "",
-                 origin: str = "model") -> None:
+                 origin: str = "model", special_tokens: Iterable[str] = ()) -> None:
         self.source = source
+        self._specials = special_pattern([*special_tokens, bos_token, eos_token])
         self.origin = origin
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -45,12 +68,18 @@ class ChatTemplate:
             raise EngineError(f"the chat template in {origin} is invalid "
                               f"(line {exc.lineno}: {exc.message})") from exc
 
+    def _escaped(self, message: dict[str, Any]) -> dict[str, Any]:
+        out = dict(message)
+        if isinstance(out.get("content"), str):
+            out["content"] = escape_specials(out["content"], self._specials)
+        return out
+
     def render(self, messages: Sequence[dict[str, Any]], *,
                add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages`, ending with the assistant's turn opener."""
         try:
             return self._template.render(
-                messages=[dict(m) for m in messages],
+                messages=[self._escaped(m) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token, eos_token=self.eos_token)
         except TemplateRaised:

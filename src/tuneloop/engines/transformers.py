@@ -58,6 +58,7 @@ class TransformersEngine(Engine):
                               hint="save the tokenizer with its chat_template")
         self.template = ChatTemplate(source, bos_token=self.tokenizer.bos_token or "",
                                      eos_token=self.tokenizer.eos_token or "",
+                                     special_tokens=_special_texts(self.tokenizer),
                                      origin=str(folder))
         eos = model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -207,6 +208,12 @@ class TransformersEngine(Engine):
             text="".join(pieces), finish_reason=finish, prompt_tokens=len(prompt),
             completion_tokens=len(produced), ttft_s=ttft or total, total_s=total,
             model=self.model_name))
+
+
+def _special_texts(tokenizer: Any) -> list[str]:
+    """The text of every token the tokenizer parses as special, added tokens included."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return [*tokenizer.all_special_tokens, *(t.content for t in added.values())]
 
 
 def _cache_of(output: Any) -> Any:
