@@ -17,8 +17,9 @@ sources in the user's turn, right before the question, instead of in the system 
 from __future__ import annotations
 
 import html
+import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -85,23 +86,37 @@ def content_words(text: str) -> set[str]:
     return {_fold(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
-def focus(text: str, question: str, sentences: int) -> str:
-    """The `sentences` sentences of `text` sharing the most words with `question`, in their
-    original order (the chunk's first line, usually its heading, always stays).
+def focus(text: str, question: str, sentences: int,
+          weights: Mapping[str, float] | None = None) -> str:
+    """The `sentences` sentences of `text` that best match `question`, in their original
+    order (the chunk's first line, usually its heading, always stays).
 
-    A chunk that shares no word with the question is returned whole: nothing says which of its
-    sentences matter, so none is dropped.
+    A sentence scores the summed `weights` of the question's words it contains (1 each without
+    weights; `word_weights` gives rare words more). A chunk that shares no word with the
+    question is returned whole: nothing says which of its sentences matter, so none is dropped.
     """
     parts = [p.strip() for p in _SENTENCE.split(text.strip()) if p and p.strip()]
     if len(parts) <= sentences + 1:
         return text.strip()
     wanted = content_words(question)
-    overlap = [len(content_words(p) & wanted) for p in parts[1:]]
-    if not any(overlap):
+    scores = [sum((weights or {}).get(w, 1.0) for w in content_words(p) & wanted)
+              for p in parts[1:]]
+    if not any(scores):
         return text.strip()
-    ranked = sorted(range(len(overlap)), key=lambda i: (-overlap[i], i))[:sentences]
-    chosen = [parts[0], *(parts[i + 1] for i in sorted(ranked) if overlap[i] > 0)]
+    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:sentences]
+    chosen = [parts[0], *(parts[i + 1] for i in sorted(ranked) if scores[i] > 0)]
     return "\n".join(chosen)
+
+
+def word_weights(texts: Sequence[str]) -> dict[str, float]:
+    """Inverse sentence frequency of each word over `texts`: a word found in few of the
+    candidate sentences ("MSI", "QS-3120") says more about which one answers than "sync"."""
+    units = [content_words(p) for t in texts for p in _SENTENCE.split(t) if p and p.strip()]
+    counts: dict[str, int] = {}
+    for words in units:
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    return {w: math.log(1 + len(units) / n) for w, n in counts.items()}
 
 
 def assemble(system_prompt: str, messages: Sequence[Message], hits: Sequence[Hit],
@@ -119,7 +134,8 @@ def assemble(system_prompt: str, messages: Sequence[Message], hits: Sequence[Hit
     question = _last_user_text(messages)
     kept = keep_close_to_best(hits, min_score_ratio)
     if sentences:
-        kept = [replace(h, text=focus(h.text, question, sentences)) for h in kept]
+        weights = word_weights([h.text for h in kept])
+        kept = [replace(h, text=focus(h.text, question, sentences, weights)) for h in kept]
     blocks, citations, context = _fit(kept, context_tokens, count_tokens)
     sources = "<sources>\n" + "\n".join(blocks) + ("\n" if blocks else "") + "</sources>"
     extra = [str(m.get("content", "")) for m in messages if m.get("role") == "system"]
