@@ -121,9 +121,12 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                       "index")
         result.facts["chunks"] = report.chunks_total
 
-    with r.step("Fine-tune the bundled model with LoRA",
+    with r.step("Fine-tune the bundled model with LoRA, on its RAG prompts",
                 "SmolLM2-135M-Instruct learns the support team's reply style from the training "
-                "split (loss on the assistant's tokens only), then the adapter is merged, "
+                "split (loss on the assistant's tokens only). Each training ticket is put in the "
+                "prompt the tuned-rag variant serves, with the sources its retriever finds (the "
+                "passage holding the answer put in where retrieval missed it), so the model "
+                "learns to take the facts from its sources. The adapter is then merged, "
                 "exported to GGUF for llama.cpp and parity-checked against transformers."):
         from tuneloop.train.run import train
 
@@ -284,10 +287,21 @@ def _print_eval(console: Console, project, evaluation, best: str) -> None:
         )
     console.print(table)
     for comp in evaluation.comparisons:
-        if comp["metric"] == primary and comp.get("slice") is None and comp["a"] == "base":
-            console.print(f"   {comp['b']} vs base on {primary}: {comp['diff']:+.3f} "
-                          f"(95% CI {comp['low']:+.3f} to {comp['high']:+.3f}) -> "
-                          f"{comp['verdict']}")
+        if comp.get("slice") is not None:
+            continue
+        if (comp["metric"] == primary and comp["a"] == "base") or (
+                comp["metric"] == "key_facts" and {comp["a"], comp["b"]} == {"tuned", "tuned-rag"}):
+            console.print(f"   {comp['b']} vs {comp['a']} on {comp['metric']}: "
+                          f"{comp['diff']:+.3f} (95% CI {comp['low']:+.3f} to "
+                          f"{comp['high']:+.3f}) -> {comp['verdict']}")
+    for name, data in evaluation.per_variant.items():
+        g = data.get("grounding")
+        if g:
+            console.print(f"   {name}: its sources held the key facts for "
+                          f"{g['context_holds_key']:.0%} of the questions, its answers stated "
+                          f"{g['answer_states_key']:.0%}"
+                          + (f" ({g['answer_states_key_in_context']:.0%} of those the sources "
+                             "held)" if g.get("answer_states_key_in_context") is not None else ""))
 
 
 def _num(value, digits: int = 3) -> str:
