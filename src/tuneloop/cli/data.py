@@ -155,24 +155,41 @@ def export(
 def synth(
     ctx: typer.Context,
     source: str = typer.Option(..., "--from", help="A documents source (the knowledge base)."),
-    name: str = typer.Option("synth", "--name", help="Name of the records file to create."),
-    per_document: int = typer.Option(2, help="Questions to ask per document."),
-    model: str = typer.Option("base", help="Engine: base, bundled:smollm2-135m, a path or a "
-                                           "registered model."),
-    limit: int | None = typer.Option(None, help="Use at most this many documents."),
+    name: str = typer.Option("synth", "--name", help="Name of the records source to create."),
+    teacher: str = typer.Option("base", "--teacher", help="The model that writes questions and "
+                                "answers: base, bundled:smollm2-135m, a registered model, a "
+                                "path, or an OpenAI-compatible URL (with --teacher-model)."),
+    teacher_model: str | None = typer.Option(None, help="The model name at a --teacher URL."),
+    api_key_env: str | None = typer.Option(None, help="Variable holding the --teacher URL's "
+                                                      "API key (never the key itself)."),
+    answers: str = typer.Option("extract", help="extract: the answer is the passage sentence "
+                                "that holds the fact (grounded by construction); teacher: the "
+                                "teacher answers from the passage (for a strong --teacher)."),
+    per_passage: int = typer.Option(1, min=1, help="Questions to ask per passage."),
+    limit: int | None = typer.Option(None, min=1, help="Use at most this many documents."),
+    min_support: float = typer.Option(0.6, min=0.0, max=1.0, help="Share of an answer's words "
+                                      "that must occur in its passage."),
 ) -> None:
-    """Generate question/answer records from documents with a model, as a new source.
+    """Write grounded question/answer records from documents, as a new records source.
 
-    Example:  tuneloop data synth --from kb --name kb-qa --per-document 2
+    Each answer must state a key fact of its passage (kept in metadata.key_facts, with the
+    document in metadata.kb_refs and the passage in metadata.passage); pairs that are not
+    grounded, give the answer away, repeat, or nearly duplicate any dataset's test record are
+    dropped and counted by reason.
+
+    Examples:  tuneloop data synth --from kb --name kb-qa
+               tuneloop data synth --from kb --name kb-qa --answers teacher
+                 --teacher http://127.0.0.1:8000/v1 --teacher-model qwen2.5-7b-instruct
     """
+    from tuneloop.cli.data_synth import render_report, synth_progress
     from tuneloop.data.synth import synthesise
 
     c = state(ctx)
     project = c.project()
-    with _progress("generated") as bar:
-        task = bar.add_task("synth", total=None)
-        report = synthesise(project, c.actor(project), source, name=name,
-                            per_document=per_document, model=model, limit=limit,
-                            progress=lambda n: bar.update(task, completed=n))
-    console.print(f"[green]✓[/] {report.kept} records from {report.documents} documents "
-                  f"({report.dropped} dropped) → source [bold]{report.source}[/] at {report.path}")
+    options = {k: v for k, v in (("model", teacher_model), ("api_key_env", api_key_env)) if v}
+    with synth_progress(console) as progress:
+        report = synthesise(project, c.actor(project), source, name=name, teacher=teacher,
+                            teacher_options=options, answers=answers,
+                            per_passage=per_passage, limit=limit,
+                            min_support=min_support, progress=progress)
+    render_report(console, report)

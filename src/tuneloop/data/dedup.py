@@ -68,10 +68,13 @@ class Resolution:
 class NearDuplicates:
     """Collects MinHash signatures of records as they stream past; `resolve()` clusters them."""
 
-    def __init__(self, threshold: float, *, num_perm: int = NUM_PERM, seed: int = 1) -> None:
+    def __init__(self, threshold: float, *, num_perm: int = NUM_PERM, seed: int = 1,
+                 shingle_size: int = 3) -> None:
+        """`shingle_size`: words per shingle; short texts (questions) compare better with 2."""
         from datasketch import MinHash
 
         self.threshold = threshold
+        self.shingle_size = shingle_size
         self.num_perm = num_perm
         self.bands, self.rows = banding(threshold, num_perm)
         import xxhash
@@ -90,7 +93,7 @@ class NearDuplicates:
         """Add one record's text; returns its index."""
         m = self._minhash(num_perm=self.num_perm, permutations=self._perms, scheme=self._scheme,
                           hashfunc=self._hash)
-        m.update_batch(shingles(text))
+        m.update_batch(shingles(text, self.shingle_size))
         values = m.hashvalues.astype(np.uint64)
         slot = self.count % BLOCK
         if slot == 0:

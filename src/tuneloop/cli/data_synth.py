@@ -1,0 +1,52 @@
+"""Rendering for `tuneloop data synth`: a progress bar per stage and the kept/dropped summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuneloop.data.synth import Progress as ProgressFn
+from tuneloop.data.synth import SynthReport
+
+
+@contextmanager
+def synth_progress(console: Console) -> Iterator[ProgressFn]:
+    """A Rich progress bar with one row per stage (questions, answers)."""
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield progress
+
+
+def render_report(console: Console, report: SynthReport) -> None:
+    """What was read, generated, kept and dropped (by reason), and where the records went."""
+    table = Table(title=f"Synthetic records by {report.teacher}", show_footer=False)
+    table.add_column("step")
+    table.add_column("count", justify="right")
+    table.add_row("documents read", f"{report.documents:,}")
+    table.add_row("passages", f"{report.passages:,}")
+    table.add_row("  without a checkable fact (skipped)", f"{report.passages_without_facts:,}")
+    table.add_row("questions asked", f"{report.generated:,}")
+    for reason, count in report.dropped.items():
+        style = "red" if count else "dim"
+        table.add_row(f"  [{style}]dropped: {reason}[/]", f"[{style}]{count:,}[/]")
+    table.add_row("[bold green]kept[/]", f"[bold green]{report.kept:,}[/]")
+    console.print(table)
+    contamination = report.dropped.get("near duplicate of a test record", 0)
+    checked = ", ".join(report.test_versions) or "no dataset version yet"
+    console.print(f"  contamination check: {report.test_records:,} test texts from {checked}; "
+                  f"{contamination:,} synthetic question(s) dropped")
+    console.print(f"[green]✓[/] {report.kept:,} grounded records → source "
+                  f"[bold]{report.source}[/] at {report.path}")
+    console.print(f"  next: add `{report.source}` to a dataset's sources in tuneloop.yaml, then "
+                  "`tuneloop data build NAME`")
