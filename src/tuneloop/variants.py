@@ -162,7 +162,8 @@ class Variant:
 
         return retrieve.search(self.project, actor, query,
                                top_k=top_k or self.config.retrieval.top_k,
-                               reranker=self.config.retrieval.reranker)
+                               reranker=self.config.retrieval.reranker,
+                               sources=self.project.config.knowledge_base.sources)
 
     def assemble(self, system: str, conversation: Sequence[Message], hits: Sequence[Hit],
                  count_text: Callable[[str], int]) -> Prepared:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from tuneloop.cli._common import console, state, tier_label
 from tuneloop.errors import PermissionDenied
+
+if TYPE_CHECKING:
+    from tuneloop.governance.tiers import Actor
+    from tuneloop.project import Project
+    from tuneloop.rag.retrieve import Hit
 
 app = typer.Typer(help="Retrieval: index the knowledge base and query it.", no_args_is_help=True)
 
@@ -68,6 +75,7 @@ def query(
                                    f"role {me.role!r}")
         actor = get_actor(project.store, as_)
     hits = search(project, actor, text, top_k=top_k, reranker=reranker)
+    hidden = _not_mine(project, me, hits) if actor != me else set()
     if not hits:
         console.print(f"no hits for {actor.name} (audience {actor.audience}); is the knowledge "
                       "base indexed? `tuneloop rag index`")
@@ -78,10 +86,27 @@ def query(
     table.add_column("text", overflow="fold", ratio=1)
     for n, hit in enumerate(hits, start=1):
         body = hit.text if full else hit.text.replace("\n", " ")[:160]
+        if hit.source in hidden:
+            body = (f"[Tier 2 text hidden: {actor.name} would get it; showing it to you needs "
+                    f"your own approval for source:{hit.source}]")
         table.add_row(str(n), hit.chunk_id, tier_label(hit.tier), f"{hit.score:.4f}",
                       _score(hit.scores.get("bm25"), hit.ranks.get("bm25"), ".2f"),
                       _score(hit.scores.get("vector"), hit.ranks.get("vector"), ".3f"), body)
     console.print(table)
+
+
+def _not_mine(project: Project, me: Actor, hits: list[Hit]) -> set[str]:
+    """The Tier 2 sources among `hits` whose text the caller may not see with their own rights
+    (searching as someone else never borrows that person's approvals)."""
+    from tuneloop.governance import approvals
+    from tuneloop.governance.visibility import visible_sources
+    from tuneloop.store import utcnow
+
+    tiers = {h.source: h.tier for h in hits if h.tier >= 2}
+    if not tiers:
+        return set()
+    mine = visible_sources(me, tiers, approvals.grants_for(project.store, me), utcnow())
+    return set(tiers) - mine
 
 
 @app.command()

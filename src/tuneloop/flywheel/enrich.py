@@ -106,6 +106,12 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     compared = _existing(project, name, against)
     if previous is not None and previous.ref not in {v.ref for v in compared}:
         compared.append(previous)
+    if compared:
+        # Reading the earlier versions (to extend them and to drop near duplicates) is a use of
+        # their data too; the approvals relied on are the caller's own, for the new lineage.
+        approvals = sorted({*approvals, *require(
+            project.store, actor, "train", [v.resource for v in compared],
+            purpose=f"enrich dataset {name}: the versions it extends or is compared with")})
     for existing in compared:
         for split in SPLITS:
             for record in existing.iter_split(split):
@@ -140,7 +146,6 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     if previous is not None:
         tier = max(tier, previous.tier)
         roots |= previous.roots
-        approvals = sorted({*approvals, *previous.approvals})
     report.version = _write(project, actor, name, records, tier, sorted(roots), approvals,
                             filters, report, previous)
     return report

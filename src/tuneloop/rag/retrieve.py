@@ -7,6 +7,7 @@ are returned pass the gate once more (`require(..., "rag", ...)`), which audits 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -39,11 +40,14 @@ class Hit:
 
 
 def search(project: Project, actor: Actor, query: str, top_k: int = 4, *,
-           reranker: str | None = None, candidates: int | None = None) -> list[Hit]:
+           reranker: str | None = None, candidates: int | None = None,
+           sources: Iterable[str] | None = None) -> list[Hit]:
     """The `top_k` chunks best matching `query` that `actor` may see, best first.
 
     An empty index gives no hits. `reranker` names a registered re-ranker (`rag.rerank`) that
-    reorders a larger candidate set before the cut to `top_k`.
+    reorders a larger candidate set before the cut to `top_k`. `sources` restricts the search to
+    those sources (a variant's declared knowledge base): whatever else was indexed is never
+    returned, whoever asks.
     """
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
@@ -51,6 +55,11 @@ def search(project: Project, actor: Actor, query: str, top_k: int = 4, *,
     if index is None or not query.strip():
         return []
     tiers = index.source_tiers()
+    if sources is not None:
+        declared = set(sources)
+        tiers = {name: tier for name, tier in tiers.items() if name in declared}
+        if not tiers:
+            return []
     grants = approvals.grants_for(project.store, actor) if max(tiers.values()) >= 2 else []
     visible = visible_sources(actor, tiers, grants, utcnow())
     embedder = get_embedder(project.config.knowledge_base.embedding_model)

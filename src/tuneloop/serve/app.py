@@ -201,6 +201,7 @@ class Server:
             entry.tier = variant.tier
             result = variant.run(messages, actor, params)
             entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in result.hits]
+            entry.tier = requestlog.tier_of(entry.tier, result.hits)
             chat._record(entry, result.completion, started)
         except Exception as exc:
             entry.status, entry.error = 500, f"shadow failed: {exc}"

@@ -114,6 +114,7 @@ async def handle(server: Server, request: Request) -> Response:
         prepared, prompt_tokens = await anyio.to_thread.run_sync(
             server.prepare, variant, entry.messages, actor)
         entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in prepared.hits]
+        entry.tier = requestlog.tier_of(entry.tier, prepared.hits)
         entry.prompt_tokens = prompt_tokens
         if prompt_tokens > server.config.max_input_tokens:
             raise ApiError(400, f"the prompt is {prompt_tokens} tokens, over this server's limit "

@@ -12,7 +12,7 @@ import functools
 import os
 import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,11 @@ def redact(entities: Sequence[str], texts: Sequence[str]) -> tuple[list[str], di
     for r in results:
         counts.update(r.counts)
     return [r.text for r in results], dict(counts)
+
+
+def tier_of(variant_tier: int, hits: Iterable[Any]) -> int:
+    """A request log's tier: the highest of its variant's and of the chunks it actually used."""
+    return max([variant_tier, *(int(getattr(h, "tier", 1) or 1) for h in hits)])
 
 
 @dataclass
