@@ -33,6 +33,10 @@ from rich.table import Table
 STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN")
 ENTITIES = (*STRUCTURED, "SECRET", "PERSON")
 LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL")
+# Tuning locales beyond the seven above; none of them is in the held-out set.
+MORE_LOCALES = ("pt_BR", "pl_PL", "sv_SE", "da_DK", "fi_FI", "en_CA", "en_NZ", "de_CH", "fr_BE",
+                "es_AR", "it_CH", "sl_SI", "lt_LT", "et_EE")
+TUNING_IDN = ("exämple.de", "señal.es", "kø.dk", "łódź.pl", "café.fr")
 
 OPENERS = ["Hi, my name is {PERSON} and I work at {company}.", "Hello support,", "Dear team,",
            "Hi there, this is {PERSON}.", "Good morning,", "Hey,"]
@@ -52,19 +56,74 @@ BODIES = [
     "My manager {PERSON} approved the upgrade to Business.",
     "Two-factor codes never arrive; my number is {PHONE_NUMBER}.",
 ]
-CLOSERS = ["Thanks,\n{PERSON}", "Best regards,\n{PERSON}", "Cheers, {PERSON}", "Kind regards,\n"
+# Cues of everyday text: speaker labels, mentions, key=value fields, names in lower case.
+BODIES += [
+    "{person_lower} said the export was fine yesterday, but today it fails.",
+    "Looping in @{mention} who owns the billing integration.",
+    "customer_name={PERSON} plan=pro seats=12 region=eu",
+    "{PERSON}: the desktop app logs me out every hour.",
+    "Forwarding from {PERSON} ({EMAIL_ADDRESS}), mobile {PHONE_NUMBER}.",
+    "ping {person_lower} about the SSO certificate, please",
+]
+CLOSERS = ["Thanks,\n{PERSON}", "--\n{PERSON}\nMob. {PHONE_NUMBER}", "thx, {person_lower}",
+           "Best regards,\n{PERSON}", "Cheers, {PERSON}", "Kind regards,\n"
            "{PERSON}\n{company}", "Thank you!", "Sincerely,\n{PERSON}"]
+
+
+NO_PII = [
+    "Hi team,\n\nThe nightly export failed again with error 503 after {n} retries. Can you "
+    "check the status page?\n\nThanks!",
+    "Version 3.{n} is out: faster uploads, a new Reports tab and fixes for SSO on Firefox.",
+    "Our invoice for March shows {n} seats but we only have 10 users. Please adjust.",
+    "Is there a way to export all tickets from 2023 as CSV? We need it for the audit.",
+    "Dear support,\n\nsince the update the Mac app uses 100% CPU on macOS 14.{n}.\n\nBest "
+    "regards",
+    "What's new in 7.{n}\n* Faster Search across Shared Drives\n* Admin Console: bulk "
+    "Deactivate Users\n* Fixed: Outlook Add-in crash on Windows 11 (build 22631)",
+    "Status: Investigating - Elevated error rates on the Files API in US-East since 14:{n} UTC. "
+    "Next update in 30 minutes.",
+    "FAQ: Can I change my plan mid-cycle? Yes. Upgrades apply at once and are prorated; "
+    "downgrades take effect at the next renewal on day {n}.",
+    "Sprint {n} summary: Payments Team shipped Apple Pay, Design System moved to Figma tokens, "
+    "and Mobile Squad fixed the Crash Reporter on Pixel 8.",
+    "Deprecation notice: API v1 endpoints (/v1/users, /v1/teams) will stop working on 30 June. "
+    "Migrate to v2; see Docs > Migration Guide > Step {n}.",
+]
+
+
+def _local(rng: random.Random) -> Faker:
+    local = Faker(rng.choice(LOCALES + MORE_LOCALES))
+    local.seed_instance(rng.random())
+    return local
 
 
 def _value(kind: str, fake: Faker, us: Faker, rng: random.Random) -> str:
     if kind == "PERSON":
-        local = Faker(rng.choice(LOCALES))
-        local.seed_instance(rng.random())
-        return local.name() if rng.random() < 0.7 else f"{local.first_name()} {local.last_name()}"
+        local = _local(rng)
+        name = local.name() if rng.random() < 0.7 else f"{local.first_name()} {local.last_name()}"
+        return name.upper() if rng.random() < 0.05 else name
+    if kind == "person_lower":
+        local = _local(rng)
+        return (local.first_name() if rng.random() < 0.5 else
+                f"{local.first_name()} {local.last_name()}").lower()
+    if kind == "mention":
+        local = _local(rng)
+        return rng.choice([local.first_name(), f"{local.first_name()}_{local.last_name()}",
+                           local.first_name().lower()]).replace(" ", "_")
     if kind == "EMAIL_ADDRESS":
+        roll = rng.random()
+        if roll < 0.2:
+            local = _local(rng)
+            return f"{local.last_name()}.{local.first_name()}@{local.free_email_domain()}" \
+                .lower().replace(" ", "")
+        if roll < 0.3:
+            return f"{fake.user_name()}@{rng.choice(TUNING_IDN)}"
         return fake.email()
     if kind == "PHONE_NUMBER":
-        return rng.choice([us, fake]).phone_number()
+        number = rng.choice([us, fake, _local(rng)]).phone_number()
+        if rng.random() < 0.3:
+            number = re.sub(r"^(?:\+|00)\d{1,3}[\s.-]?(?:\(0\)\s?)?", "0", number)
+        return number
     if kind == "CREDIT_CARD":
         number = us.credit_card_number(card_type=rng.choice(["visa16", "mastercard", "amex"]))
         if rng.random() < 0.5 and len(number) == 16:
@@ -91,6 +150,9 @@ def make_tickets(n: int, seed: int = 0) -> list[tuple[str, list[tuple[str, int, 
     us, fake = Faker("en_US"), Faker(list(LOCALES))
     out = []
     for _ in range(n):
+        if rng.random() < 0.1:  # no personal data at all: must come out unchanged
+            out.append((rng.choice(NO_PII).format(n=rng.randint(2, 99)), []))
+            continue
         parts = [rng.choice(OPENERS), *rng.sample(BODIES, rng.randint(1, 3)), rng.choice(CLOSERS)]
         template = "\n\n".join(parts)
         text, spans, cursor = "", [], 0
@@ -104,7 +166,8 @@ def make_tickets(n: int, seed: int = 0) -> list[tuple[str, list[tuple[str, int, 
             text += template[cursor:start]
             value = us.company() if kind == "company" else _value(kind, fake, us, rng)
             if kind != "company":
-                spans.append((kind, len(text), len(text) + len(value)))
+                label = "PERSON" if kind in ("person_lower", "mention") else kind
+                spans.append((label, len(text), len(text) + len(value)))
             text += value
             cursor = end + 1
         out.append((text, spans))
@@ -330,12 +393,46 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def write_names() -> None:
+    """Write the first names of every Faker locale (Latin, Greek, Cyrillic) to `pii_names.py`."""
+    import importlib
+    import textwrap
+    from pathlib import Path
+
+    from faker.config import AVAILABLE_LOCALES
+
+    import tuneloop.governance.pii_names as module
+
+    names: set[str] = set()
+    for locale in AVAILABLE_LOCALES:
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        except (ImportError, AttributeError):
+            continue
+        for attr in ("first_names", "first_names_male", "first_names_female"):
+            values = provider.__dict__.get(attr)
+            if isinstance(values, list | tuple | dict | set | frozenset):
+                names.update(v.lower() for v in values if isinstance(v, str) and len(v) > 1
+                             and v.replace("-", "").isalpha() and all(ord(c) < 0x530 for c in v))
+    path = Path(module.__file__)
+    head = path.read_text(encoding="utf-8").split('FIRST_NAMES = """')[0]
+    body = "\n".join(textwrap.wrap(" ".join(sorted(names)), 96, break_on_hyphens=False,
+                                   break_long_words=False))
+    path.write_text(head + 'FIRST_NAMES = """\n' + body + '\n"""\n', encoding="utf-8")
+    print(f"{len(names)} first names written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="300 records per set")
     parser.add_argument("--records", type=int, default=1500)
     parser.add_argument("--no-presidio", action="store_true", help="skip the Presidio baseline")
+    parser.add_argument("--write-names", action="store_true",
+                        help="regenerate src/tuneloop/governance/pii_names.py from Faker")
     args = parser.parse_args()
+    if args.write_names:
+        write_names()
+        return
     n = 300 if args.quick else args.records
     console = Console()
     sets = {"tuning": make_tickets(n), "held-out": make_heldout(n)}

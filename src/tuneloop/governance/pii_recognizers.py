@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from tuneloop.governance import pii_names
+
 # Our own recognizers (secrets, phone numbers, person names) follow Presidio's recognizer
 # interface, so they could also be added to a Presidio AnalyzerEngine.
 
@@ -68,51 +70,123 @@ class SecretRecognizer:
 
 
 _PHONE = re.compile(
-    r"(?<![\w+#/.-])(?P<value>(?:\+\d{1,3}[\s.-]?)?(?:\(0\)\s?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,12}"
-    r"(?:[\s.-]\d{2,8}){0,5}(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?)(?![\w/-]|\.\d)")
+    r"(?<![\w+#/.-])(?P<value>(?:(?:\+|00)\d{1,3}[\s.-]?|\(?\+?\(?\d{1,4}\)[\s.-]?)?"
+    r"(?:\(0\)\s?)?"
+    r"(?:0?\(\d{1,5}\)[\s.-]?)?\d{1,12}(?:(?:[\s.-]|/|\s?-\s?)\d{1,8}){0,6}"
+    r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?)(?![\w/-]|\.\d)")
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
+_GROUPED = re.compile(r"\d[\s./-]\d")
+_EXTENSION = re.compile(r"\s?(?:x|ext)")
+_LAST_SINGLE = re.compile(r"\d[\s./-]\d\s*$")  # "14 3 2025 7": a list of numbers, not a phone
 
 
 class PhoneNumberRecognizer:
-    """Phone numbers in any common layout, checked for a possible length by `phonenumbers`.
+    """Phone numbers in international and national layouts, checked with `phonenumbers`.
 
     Presidio's PhoneRecognizer runs the `phonenumbers` matcher once per region and accepts only
-    numbers valid in a numbering plan; ours finds candidates with one pattern and asks
-    `phonenumbers` whether each is a possible number, which is faster and also catches numbers
-    from ranges a plan does not (yet) assign.
+    numbers valid in a numbering plan; ours finds candidates with one pattern and scores them by
+    shape: an international number (`+` or `00`) that `phonenumbers` finds possible, a grouped
+    national number ("030 1234 5678", "06-12 34 56 78", "(02) 7776 3170"), or a national number
+    written in one block that starts with 0; a bare block of digits needs a context word
+    ("Mob.", "tel", "call me") before it.
     """
 
     supported_entities = ["PHONE_NUMBER"]
-    context = ["phone", "call", "mobile", "cell", "tel", "fax", "number", "reach me"]
+    context = ["phone", "call", "mobile", "mob", "cell", "tel", "fax", "number", "reach me",
+               "whatsapp", "sms", "text me", "ring", "contact", "handy", "telefon", "ph:", "m:",
+               "t:"]
 
     def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[Any]:
         """Presidio-style results for every phone number in `text`."""
-        import phonenumbers
-
         out = []
         for match in _PHONE.finditer(text):
             value = match.group("value")
-            digits = sum(ch.isdigit() for ch in value.split("x")[0].split("ext")[0])
-            if not 7 <= digits <= 15 or _DATE.match(value):
-                continue
-            try:
-                number = phonenumbers.parse(value, "US")
-            except phonenumbers.NumberParseException:
-                continue
-            if not phonenumbers.is_possible_number(number) and digits < 10:
-                continue
-            grouped = value.startswith("+") or "(" in value or bool(re.search(r"\d[\s.-]\d", value))
-            out.append(_result("PHONE_NUMBER", match.start("value"), match.end("value"),
-                               0.6 if grouped else 0.3))
+            score = _phone_score(value)
+            if score:
+                out.append(_result("PHONE_NUMBER", match.start("value"), match.end("value"),
+                                   score))
         return out
 
 
-_TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra)\.?"
+def _phone_score(value: str) -> float:
+    """How much `value` looks like a phone number (0 when it cannot be one).
+
+    `phonenumbers` is asked only where the shape does not decide: it is the slow part.
+    """
+    import phonenumbers
+
+    core = _EXTENSION.split(value, 1)[0]
+    digits = sum(ch.isdigit() for ch in core)
+    if not 7 <= digits <= 15 or _DATE.match(value) or _LAST_SINGLE.search(core):
+        return 0.0
+    grouped = "(" in value or bool(_GROUPED.search(value))
+    if value.startswith(("+", "00")):
+        if digits >= 8:
+            return 0.7
+        try:
+            number = phonenumbers.parse("+" + value.lstrip("+0"), None)
+        except phonenumbers.NumberParseException:
+            return 0.0
+        return 0.7 if phonenumbers.is_possible_number(number) else 0.0
+    if grouped and digits >= 8:
+        return 0.6
+    if not grouped and core.startswith("0") and 9 <= digits <= 12:
+        return 0.45  # a national number in one block ("0612345678")
+    if not grouped and 10 <= digits <= 11 and _valid_in(core, ("US", "IT")):
+        return 0.45  # plans written without a trunk 0: "6114980364", "3922153973"
+    if _valid_in(core, ("US",), possible=True):
+        return 0.6 if grouped else 0.3  # "555-0199"; a bare block needs a context word
+    return 0.3 if digits >= 8 else 0.0
+
+
+def _valid_in(number: str, regions: tuple[str, ...], *, possible: bool = False) -> bool:
+    import phonenumbers
+
+    check = phonenumbers.is_possible_number if possible else phonenumbers.is_valid_number
+    for region in regions:
+        try:
+            if check(phonenumbers.parse(number, region)):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False
+
+
+_TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|MR|MRS|MS|DR)\.?"
 _PARTICLES = r"(?:van|von|de|der|den|del|della|da|di|du|le|la|dos|das|bin|ter|ten|zu|mac|st\.)"
-_WORD = r"[A-Z][^\W\d_]*(?:['’-][A-Za-z][^\W\d_]*)*"
+# Capital letters of the Latin, Greek and Cyrillic scripts: "Łukasz", "Øyvind", "Çağla" are names.
+_UPPER = "A-Z" + "".join(ch for ch in map(chr, range(0xC0, 0x530)) if ch.isupper() and ch.isalpha())
+_WORD = rf"[{_UPPER}][^\W\d_]*(?:['’-][^\W\d_]+)*"
 # A run of capitalised words, allowing name particles inside ("Ana de la Cruz").
 _RUN = re.compile(rf"(?<![\w@.])(?:{_TITLES}\s+)?{_WORD}(?:[ \t]+(?:{_PARTICLES}[ \t]+)*{_WORD})*")
 _TITLE_HEAD = re.compile(rf"^{_TITLES}\s+")
+# Where a name is announced whatever its case: a mention, a chat speaker label at a line start
+# (after an optional time stamp), a `name=` or `"name":` field, a greeting or sign-off word.
+_NAME_CHARS = r"[^\W\d_][^\W\d_'’-]*"
+_MENTION = re.compile(r"(?<![\w.])@(?P<h>[^\W\d_][\w.-]*[^\W_])")
+_LABEL = re.compile(
+    rf"(?m)^[ \t]*(?:[\[(]\d{{1,2}}:\d{{2}}(?::\d{{2}})?[\])][ \t]*)?"
+    rf"(?P<n>{_NAME_CHARS}(?:[ \t]{_NAME_CHARS}){{0,2}})"
+    r"(?=:[ \t]|[ \t]+(?:said|says|wrote|writes|asked|replied|mentioned)\b)")
+_FIELD = re.compile(
+    rf"(?i)\b(?:[a-z]+_)?(?:full_?)?name[\"']?\s*[=:]\s*[\"']?"
+    rf"(?P<n>{_NAME_CHARS}(?:[ \t]{_NAME_CHARS}){{0,3}})")
+_LOWER_CUE = re.compile(
+    rf"(?i)\b(?:thx|thanks|thank you|cheers|regards|best|hi|hey|hello|dear|ping|cc|ask|tell|"
+    rf"looping in|loop in|talk to|spoke to|spoke with)[ \t]*[,:!]?[ \t]*\n?[ \t]*"
+    rf"(?P<n>{_NAME_CHARS}(?:[ \t]{_NAME_CHARS}){{0,2}})")
+# Words that end a cued name ("ping anna about ...") and common words that are also names.
+_STOP = frozenset("""
+about said says wrote asked replied mentioned who which that is was will would can could should
+has had have and or but from to at on in for with by please pls asap again too also here there
+the a an all everyone team folks guys today tomorrow now soon later if when while since because
+""".split())  # noqa: SIM905
+_COMMON_WORDS = frozenset("""
+will may mark bill rose page long grant art june april august sky chase hope joy faith grace
+summer autumn dawn ray jack max sam ben pat don guy rich rob sue ward wade lane dale glen cliff
+rock stone brook river bay hill dean earl king noble major sterling penny ruby amber crystal
+all everyone there guys folks team again
+""".split())  # noqa: SIM905
 # Cues that announce a name just after them, on the same line or the next (a blank line between
 # "Hey," and "Two-factor codes..." starts a paragraph, not a name).
 _CUE = re.compile(
@@ -121,12 +195,13 @@ _CUE = re.compile(
     r"\bcolleagues?|\bco-?workers?|\bmanager|\bboss|\bcontact|\bcc:?|\bsigned|\bspoke (?:with|to)|"
     r"\btalked to|\bask(?:ed)?|\bfrom|\bby|\bwith|\band|\bfor|\bsaid|\bto|\bper|\bteammate|"
     r"\bclient|\bcustomer|\buser|\bemployee|\bagent|\bassigned to|\breach(?:ed)? out to|"
-    r"\bon behalf of|\bforwarded by|\bcopying|\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*$")
+    r"\bon behalf of|\bforwarded by|\bcopying|\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*\Z")
 _STRONG_CUE = re.compile(
-    r"(?i)(?:\bmy name is|\bname is|\bname:|\bi am|\bi'm|\bthis is|\bdear|\bhi|\bhello|\bhey|"
+    r"(?i)(?:(?:^|\n)--|\bmy name is|\bname is|\bname:|\bi am|\bi'm|\bthis is|\bdear|\bhi|"
+    r"\bhello|\bhey|"
     r"\bthanks|\bthank you|\bregards|\bcheers|\bsincerely|\bcolleagues?|\bco-?workers?|"
     r"\bmanager|\bcc:?|\bsigned|\bspoke (?:with|to)|\bteammate|\bon behalf of|\bforwarded by|"
-    r"\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*$")
+    r"\bnamed|\bcalled)[ \t]*[,:\-–]?[ \t]*\n?[ \t]*\Z")
 # Capitalised words in support text that are not names even when the lexicon lists them.
 _NOT_NAMES = frozenset("""
 a an the and or but if of to in on at by for with from as is it its be are was were will would can
@@ -154,7 +229,8 @@ bank university institute services solutions systems labs partners holdings asso
 
 @functools.cache
 def first_names() -> frozenset[str]:
-    """First names from the `gender-guesser` package's dictionary (about 45,000, many countries)."""
+    """First names: the `gender-guesser` dictionary (about 45,000, many countries) and the first
+    names of Faker's locales (`pii_names`: Nordic, Baltic, Slavic, Iberian, Turkish, ...)."""
     raw = importlib.resources.files("gender_guesser").joinpath("data/nam_dict.txt").read_bytes()
     names: set[str] = set()
     for line in raw.decode("iso-8859-1").splitlines():
@@ -164,6 +240,9 @@ def first_names() -> frozenset[str]:
         if len(name) > 1:
             names.add(name)
             names.add(_fold(name))
+    for name in pii_names.FIRST_NAMES.split():
+        names.add(name)
+        names.add(_fold(name))
     return frozenset(names - _NOT_NAMES)
 
 
@@ -207,6 +286,9 @@ class PersonRecognizer:
                 continue
             words = words[:4]
             before = text[max(0, start - 30):start]
+            if len(words) == 1 and words[0].isupper() and not titled \
+                    and not _STRONG_CUE.search(before):
+                continue  # an acronym ("SLA", "IBAN"), not a name written in capitals
             known = self._is_first_name(words[0])
             if known and len(words) >= 2:
                 score = 0.85
@@ -220,6 +302,29 @@ class PersonRecognizer:
                 continue
             end = text.index(words[-1], start) + len(words[-1])
             out.append(_result("PERSON", start, end, score))
+        return out + self._cued(text)
+
+    def _cued(self, text: str) -> list[Any]:
+        """Names in any case where the text says a name is there: @mentions, speaker labels
+        ("anna: ..."), `name=` fields, after greetings and sign-offs ("thx, anna")."""
+        out = []
+        if "@" in text:
+            for m in _MENTION.finditer(text):
+                if self._is_first_name(re.split(r"[._-]", m.group("h"))[0]):
+                    out.append(_result("PERSON", m.start("h"), m.end("h"), 0.8))
+        for pattern, single_ok in ((_LABEL, True), (_FIELD, True), (_LOWER_CUE, False)):
+            for m in pattern.finditer(text):
+                words = m.group("n").split()
+                while words and words[-1].lower() in _STOP:
+                    words.pop()
+                if not words or not self._is_first_name(words[0]):
+                    continue
+                if len(words) == 1 and not single_ok and words[0].lower() in _COMMON_WORDS:
+                    continue
+                start = m.start("n")
+                end = start + len(" ".join(words)) if m.group("n").startswith(
+                    " ".join(words)) else text.index(words[-1], start) + len(words[-1])
+                out.append(_result("PERSON", start, end, 0.75))
         return out
 
 
