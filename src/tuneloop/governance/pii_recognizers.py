@@ -77,6 +77,9 @@ _PHONE = re.compile(
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 _GROUPED = re.compile(r"\d[\s./-]\d")
 _EXTENSION = re.compile(r"\s?(?:x|ext)")
+# Numbering plans whose national numbers are often written as one block without a leading 0
+# (North America, Italy, Greece, Spain, France without its 0, Brazil, India, Russia's 8...).
+_NO_TRUNK_ZERO = ("US", "IT", "GR", "ES", "FR", "BR", "IN", "RU")
 _LAST_SINGLE = re.compile(r"\d[\s./-]\d\s*$")  # "14 3 2025 7": a list of numbers, not a phone
 
 
@@ -132,7 +135,7 @@ def _phone_score(value: str) -> float:
         return 0.6
     if not grouped and core.startswith("0") and 9 <= digits <= 12:
         return 0.45  # a national number in one block ("0612345678")
-    if not grouped and 10 <= digits <= 11 and _valid_in(core, ("US", "IT")):
+    if not grouped and 9 <= digits <= 11 and _valid_in(core, _NO_TRUNK_ZERO):
         return 0.45  # plans written without a trunk 0: "6114980364", "3922153973"
     if _valid_in(core, ("US",), possible=True):
         return 0.6 if grouped else 0.3  # "555-0199"; a bare block needs a context word
