@@ -249,4 +249,16 @@ def test_training_on_tier2_knowledge_needs_a_train_approval(tmp_path, tiny_model
               export=False)
     assert refused.value.use == "train"
     assert "source:customer-notes" in refused.value.hint
+    # with the approval, the model carries the knowledge base's tier and roots
+    allowed = approvals.request(project.store, me, scope=["source:customer-notes"],
+                                uses=["train"], purpose="train on the notes")
+    approvals.grant(project.store, privacy, allowed)
+    result = train(project, me, version.ref, base=str(tiny_model),
+                   overrides={"max_steps": 1, "model_name": "docs"}, export=False)
+    assert result.tier == 2
+    from tuneloop.engines.registry import get_model
+
+    model = get_model(project, "docs")
+    assert model.tier == 2 and "source:customer-notes" in model.roots
+    assert model.lineage["retrieval"]["variant"] == "docs-rag"
     project.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneloop.errors import TrainingError
-from tuneloop.governance import derived_roots
+from tuneloop.governance import derived_roots, derived_tier
 from tuneloop.train.callbacks import record_metrics
 from tuneloop.train.parity import ParityReport, check_parity, prompt_messages
 
@@ -35,10 +35,13 @@ class PublishReport:
 
 
 def lineage(run_id: int, version: DatasetVersion, model: BaseModel,
-            approvals: list[str] | None = None) -> dict[str, Any]:
+            approvals: list[str] | None = None,
+            params: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a model trained in this run was made from."""
     return {"base_model": model.name, "dataset_versions": [version.ref], "run_id": run_id,
-            "approvals": approvals or [], "roots": sorted(_roots(version, model))}
+            "approvals": approvals or [], "roots": sorted(_roots(version, model, params)),
+            **({"retrieval": params["retrieval_report"]}
+               if params and params.get("retrieval_report") else {})}
 
 
 def adapter_name(params: dict[str, Any], version: DatasetVersion, run_id: int) -> str:
@@ -56,8 +59,10 @@ def register_adapter(project: Project, run_id: int, version: DatasetVersion, mod
     kind = "adapter" if params["method"] == "lora" else "merged"
     name = adapter_name(params, version, run_id)
     registered = _register(project, name=name, kind=kind, path=adapter_dir, fmt="safetensors",
-                           tier=tier, roots=_roots(version, model), base_model=model.name,
-                           lineage=lineage(run_id, version, model, _approvals(project, run_id)))
+                           tier=tier, roots=_roots(version, model, params),
+                           base_model=model.name,
+                           lineage=lineage(run_id, version, model, _approvals(project, run_id),
+                                           params))
     return name if registered else None
 
 
@@ -98,8 +103,8 @@ def export_and_check(project: Project, run_id: int, version: DatasetVersion, mod
                  f"retry, or inspect {gguf_path}")
     name = params.get("model_name") or f"{version.name}-run{run_id}-{quant}"
     _register(project, name=name, kind="gguf", path=gguf_path, fmt="gguf", tier=tier,
-              roots=_roots(version, model), base_model=model.name,
-              lineage={**lineage(run_id, version, model, _approvals(project, run_id)),
+              roots=_roots(version, model, params), base_model=model.name,
+              lineage={**lineage(run_id, version, model, _approvals(project, run_id), params),
                        "parity_agreement": report.agreement, "quantization": quant})
     return PublishReport(gguf_path, name, report.agreement, report)
 
@@ -121,8 +126,18 @@ def _merge(base_dir: Path, adapter_dir: Path, target: Path) -> Path:
     return target
 
 
-def _roots(version: DatasetVersion, model: BaseModel) -> frozenset[str]:
-    return derived_roots(version.resource) | model.roots
+def _roots(version: DatasetVersion, model: BaseModel,
+           params: dict[str, Any] | None = None) -> frozenset[str]:
+    return taint(version, model, params or {})[1]
+
+
+def taint(version: DatasetVersion, model: BaseModel,
+          params: dict[str, Any]) -> tuple[int, frozenset[str]]:
+    """The tier and Tier 2 roots of what a run trains on: the dataset, the base model and, with
+    retrieval-aware training, the knowledge-base sources whose text fills its prompts."""
+    tier = derived_tier(version.tier, model.tier, int(params.get("knowledge_tier") or 1))
+    roots = derived_roots(version.resource) | model.roots
+    return tier, roots | frozenset(params.get("knowledge_roots") or ())
 
 
 def _approvals(project: Project, run_id: int) -> list[str]:

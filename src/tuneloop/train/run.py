@@ -22,6 +22,7 @@ from tuneloop.governance import Actor, Resource, derived_roots, derived_tier, re
 from tuneloop.store import utcnow
 from tuneloop.train.base import BaseModel, resolve_base
 from tuneloop.train.params import resolve_params
+from tuneloop.train.publish import taint
 
 if TYPE_CHECKING:
     from tuneloop.data.versions import DatasetVersion
@@ -59,6 +60,8 @@ def train(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
     params = resolve_params(project.config.training, overrides)
     params["base_dir"] = str(model.hf_dir)
     params["export"] = export
+    if params.get("retrieval"):
+        params.update(_knowledge_taint(project, params))
 
     def start() -> int:
         approvals = require(project.store, actor, "train",
@@ -178,7 +181,7 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
         raise TrainingError(f"run {run_id} failed: {type(exc).__name__}: {exc}",
                             hint=f"fix the cause, then `tuneloop train --resume {run_id}` "
                                  "continues from the last checkpoint") from exc
-    tier = derived_tier(version.tier, model.tier)
+    tier = taint(version, model, params)[0]
     result = TrainResult(run_id, out, adapter_dir, tier, metrics)
     if main:
         _finish(project, run_id, version, model, params, result, register=register,
@@ -214,7 +217,7 @@ def publish_run(project: Project, run_id: int, *, export: bool = True) -> TrainR
     model = resolve_base(project, params.get("base_name"))
     model = BaseModel(model.name, Path(params["base_dir"]), model.tier, model.roots)
     out = run_dir(project, run_id)
-    result = TrainResult(run_id, out, out / "adapter", derived_tier(version.tier, model.tier),
+    result = TrainResult(run_id, out, out / "adapter", taint(version, model, params)[0],
                          {k: float(v) for k, v in summary.items() if isinstance(v, int | float)})
     _finish(project, run_id, version, model, params, result, register=True, export=export)
     return result
@@ -263,6 +266,16 @@ def _resources(project: Project, version: DatasetVersion, model: BaseModel,
     return resources
 
 
+def _knowledge_taint(project: Project, params: dict[str, Any]) -> dict[str, Any]:
+    """The knowledge base's tier and Tier 2 roots: its text fills retrieval-aware training
+    prompts, so a model trained on them carries them (taint propagates)."""
+    from tuneloop.train.retrieval import index_resources, retrieval_variant
+
+    resources = index_resources(retrieval_variant(project, params))
+    return {"knowledge_tier": derived_tier([r.tier for r in resources] or [1]),
+            "knowledge_roots": sorted({root for r in resources for root in derived_roots(r)})}
+
+
 def _prepare_retrieval(project: Project, actor: Actor, run_id: int, version: DatasetVersion,
                        model: BaseModel, params: dict[str, Any]) -> None:
     """Write the run's retrieval-aware splits and record how they were made in its params."""
@@ -296,7 +309,7 @@ def _create_run(project: Project, actor: Actor, kind: str, parent_id: int | None
     from tuneloop.governance import audit
     from tuneloop.store.runs import Run
 
-    tier = derived_tier(version.tier, model.tier)
+    tier, roots = taint(version, model, params)
     with project.store.session() as session:
         run = Run(kind=kind, status="running", parent_id=parent_id, actor=actor.name,
                   params={**params, "base_name": model.name}, dataset_version=version.ref,
@@ -307,7 +320,7 @@ def _create_run(project: Project, actor: Actor, kind: str, parent_id: int | None
         audit.record(session, actor=actor.name, action="train.start", target=f"run:{run.id}",
                      tier=tier, details={"dataset": version.ref, "base": model.name,
                                          "approvals": approvals,
-                                         "roots": sorted(derived_roots(version.resource))})
+                                         "roots": sorted(roots)})
         return run.id
 
 
