@@ -79,3 +79,36 @@ def test_only_the_configured_entities_are_redacted() -> None:
 def test_unknown_entity_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="cannot redact 'PASSPORT'"):
         Redactor(["PASSPORT"])
+
+
+@pytest.mark.parametrize("phone", ["030 12345678", "06-12 34 56 78", "(02) 9876 5432",
+                                   "0664/1234567", "+32(0)690-743915", "(+358) 232860129",
+                                   "06 1 234 5678", "0612345678", "3922153973",
+                                   "00420 608 777 631"])
+def test_national_phone_formats_with_and_without_country_code(redactor: Redactor,
+                                                              phone: str) -> None:
+    assert redactor.redact(f"sure, it's {phone}").text == "sure, it's <PHONE_NUMBER_1>"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("thx, agnieszka", "thx, <PERSON_1>"),
+    ("ping joão silva about the invoice", "ping <PERSON_1> about the invoice"),
+    ("Looping in @karolina_nowak now", "Looping in @<PERSON_1> now"),
+    ("[09:14] søren: hi, the export fails", "[09:14] <PERSON_1>: hi, the export fails"),
+    ("user=7 name=dagný jónsdóttir plan=pro", "user=7 name=<PERSON_1> plan=pro"),
+    ("Hi, my name is Łukasz Wiśniewski.", "Hi, my name is <PERSON_1>."),
+])
+def test_names_in_any_case_and_script_after_a_cue(redactor: Redactor, text: str,
+                                                  expected: str) -> None:
+    assert redactor.redact(text).text == expected
+
+
+def test_e_mail_addresses_with_non_ascii_local_parts_and_domains(redactor: Redactor) -> None:
+    text = "write to jürgen.müller@bücher.de or josé@mañana.mx"
+    assert redactor.redact(text).text == "write to <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_2>"
+
+
+def test_release_notes_without_personal_data_are_unchanged(redactor: Redactor) -> None:
+    notes = ("Hey,\n\nRelease 7.2: SCIM sync, an SLA of 99.95% for Enterprise, IBAN checks in "
+             "billing, and CVE-2024-12345 patched (build 22631, ports 8443 and 9443).")
+    assert redactor.redact(notes).text == notes

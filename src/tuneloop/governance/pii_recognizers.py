@@ -173,7 +173,7 @@ _LABEL = re.compile(
     r"(?=:[ \t]|[ \t]+(?:said|says|wrote|writes|asked|replied|mentioned)\b)")
 _FIELD = re.compile(
     rf"(?i)\b(?:[a-z]+_)?(?:full_?)?name[\"']?\s*[=:]\s*[\"']?"
-    rf"(?P<n>{_NAME_CHARS}(?:[ \t]{_NAME_CHARS}){{0,3}})")
+    rf"(?P<n>{_NAME_CHARS}(?:[ \t]{_NAME_CHARS}(?![\w'’-]*[=:])){{0,3}})")
 _LOWER_CUE = re.compile(
     rf"(?i)\b(?:thx|thanks|thank you|cheers|regards|best|hi|hey|hello|dear|ping|cc|ask|tell|"
     rf"looping in|loop in|talk to|spoke to|spoke with)[ \t]*[,:!]?[ \t]*\n?[ \t]*"
@@ -331,6 +331,16 @@ class PersonRecognizer:
         return out
 
 
+_CAPITAL = re.compile(f"[{_UPPER}]")
+_CUE_HINT = re.compile(r"(?i)[@:=]|\b(?:thx|thanks|thank|ping|hi|hey|hello|dear|cc|regards|"
+                       r"cheers|best|ask|tell|loop|talk|spoke)\b")
+
+
+def _maybe_person(text: str) -> bool:
+    """A capital letter, or a cue that may announce a name written in lower case."""
+    return bool(_CAPITAL.search(text) or _CUE_HINT.search(text))
+
+
 def _sentence_start(text: str, start: int) -> bool:
     prefix = text[:start].rstrip()
     return not prefix or prefix[-1] in ".!?:\n\"'("
@@ -415,7 +425,7 @@ def recognizers(entities: Iterable[str]) -> list[tuple[Any, Check]]:
         "IP_ADDRESS": (lambda: _FastPatterns(IpRecognizer()), _maybe_ip),
         "US_SSN": (lambda: _FastPatterns(UsSsnRecognizer()), r"\d{3}[\s.-]?\d{2}[\s.-]?\d{4}"),
         "SECRET": (SecretRecognizer, _maybe_secret),
-        "PERSON": (PersonRecognizer, r"[A-Z]"),
+        "PERSON": (PersonRecognizer, _maybe_person),
     }
     out = []
     for entity in entities:
