@@ -327,14 +327,19 @@ def make_heldout(n: int, seed: int = 1) -> list[tuple[str, list[tuple[str, int, 
     return out
 
 
+CPU_RATE: dict[int, float] = {}
+
+
 def score(tickets, predict) -> tuple[dict[str, dict[str, float]], float, float | None]:
     """Per-type precision/recall (overlap match), records per second of `predict(text)`, and the
     share of records without personal data in which anything was found (None if there are none)."""
     tp_gold, n_gold = defaultdict(int), defaultdict(int)
     tp_pred, n_pred = defaultdict(int), defaultdict(int)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     predictions = [predict(text) for text, _ in tickets]
     seconds = time.perf_counter() - start
+    # CPU seconds too: on a shared machine the wall clock mostly measures the neighbours.
+    CPU_RATE[id(tickets)] = len(tickets) / max(time.process_time() - cpu, 1e-9)
     clean = changed = 0
     for (_, gold), pred in zip(tickets, predictions, strict=True):
         if not gold:
@@ -445,6 +450,7 @@ def main() -> None:
         return [(f.entity, f.start, f.end) for f in redactor.find(text)]
 
     figures = {name: score(records, predict) for name, records in sets.items()}
+    cpu_rates = {name: CPU_RATE[id(records)] for name, records in sets.items()}
     analyzer, why_not = (None, "skipped") if args.no_presidio else presidio_default()
     theirs, theirs_rps = None, None
     if analyzer is not None:
@@ -465,7 +471,8 @@ def main() -> None:
         table.add_row(kind, str(t["support"]), _fmt(t["precision"]), _fmt(t["recall"]),
                       str(h["support"]), _fmt(h["precision"]), _fmt(h["recall"]), _fmt(p))
     console.print(table)
-    summaries = {name: _summary(*fig) for name, fig in figures.items()}
+    summaries = {name: {**_summary(*fig), "records_per_cpu_s": round(cpu_rates[name], 1)}
+                 for name, fig in figures.items()}
     goals = Table(title="Goals (held-out set)")
     for col in ("figure", "tuning", "held-out", "goal"):
         goals.add_column(col, justify="right" if col != "figure" else "left")
@@ -473,6 +480,8 @@ def main() -> None:
         bound = "<=" if key == "no_pii_changed" else ">="
         goals.add_row(key, *(str(summaries[s][key]) for s in ("tuning", "held-out")),
                       f"{bound} {goal}")
+    goals.add_row("records_per_cpu_s", *(str(summaries[s]["records_per_cpu_s"])
+                                         for s in ("tuning", "held-out")), ">= 2000")
     console.print(goals)
     if theirs_rps:
         console.print(f"Presidio AnalyzerEngine (default recognizers, blank spaCy, no NER model): "
@@ -483,7 +492,8 @@ def main() -> None:
     met = {"min_structured_recall": held_sum["min_structured_recall"] >= GOALS[
         "min_structured_recall"], "person_recall": held_sum["person_recall"] >= GOALS[
         "person_recall"], "no_pii_changed": (held_sum["no_pii_changed"] or 0) <= GOALS[
-        "no_pii_changed"], "records_per_s": held_sum["records_per_s"] >= GOALS["records_per_s"]}
+        "no_pii_changed"], "records_per_s": held_sum["records_per_s"] >= GOALS["records_per_s"],
+        "records_per_cpu_s": held_sum["records_per_cpu_s"] >= GOALS["records_per_s"]}
     print(json.dumps({
         "bench": "pii", "records_per_set": n, "tuning": summaries["tuning"],
         "held_out": held_sum, "goals_held_out": GOALS, "goals_met": met,
