@@ -193,24 +193,26 @@ def teacher_server(tmp_path: Path) -> Iterator[str]:
             yield base
         finally:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
 
 
 @pytest.mark.slow
-def test_an_endpoint_teacher_answers_and_only_grounded_answers_are_kept(
+def test_an_endpoint_teacher_writes_the_questions_of_grounded_records(
         root: Path, teacher_server: str) -> None:
     project = _project(root)
-    try:
-        report = synthesise(project, project.actor(), "kb", name="kb-endpoint",
-                            teacher=teacher_server, teacher_options={"model": "teacher"},
-                            answers="teacher")
-    except DataError as exc:  # a 135M teacher may answer nothing from the passage
-        assert "answer states no fact of the passage" in str(exc) or \
-            "answer not supported" in str(exc), exc
-        return
+    report = synthesise(project, project.actor(), "kb", name="kb-endpoint",
+                        teacher=teacher_server,
+                        teacher_options={"model": "teacher", "timeout_s": 600.0,
+                                         "max_concurrency": 1})
     assert report.teacher == "teacher (openai)"
+    assert report.generated == report.kept + sum(report.dropped.values())
     records = _records(report.path)
+    assert len(records) == report.kept >= 1
     _assert_grounded(records)
     for record in records:
         assert record["metadata"]["generator"] == {"teacher": "teacher (openai)",
-                                                   "answers": "teacher"}
+                                                   "answers": "extract"}

@@ -30,7 +30,7 @@ def synth_progress(console: Console) -> Iterator[ProgressFn]:
 
 def render_report(console: Console, report: SynthReport) -> None:
     """What was read, generated, kept and dropped (by reason), and where the records went."""
-    table = Table(title=f"Synthetic records by {report.teacher}", show_footer=False)
+    table = Table(title=f"Synthetic records by {report.teacher}, answers: {report.answers}")
     table.add_column("step")
     table.add_column("count", justify="right")
     table.add_row("documents read", f"{report.documents:,}")
