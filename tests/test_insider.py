@@ -339,6 +339,30 @@ def test_the_audit_head_can_be_exported_and_checked_later(insider, tmp_path: Pat
                str(tmp_path / "head.json")).returncode == 1
 
 
+def test_verify_reports_no_break_while_events_are_being_appended(insider) -> None:
+    import threading
+
+    from tuneloop.governance import audit
+
+    store = insider["project"].store
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.is_set():
+            with store.session() as session:
+                audit.record(session, actor="load", action="load.append")
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        results = [audit.verify(store) for _ in range(15)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in results), [str(r) for r in results if not r.ok]
+    assert results[-1].count > results[0].count
+
+
 # 6. The server: what an unauthenticated caller sees, and whose bucket a request spends.
 
 @pytest.fixture
