@@ -165,6 +165,11 @@ def test_marked_variant_is_withdrawn_refused_listed_and_cleared_by_retraining(
     assert "tickets-run1" in listed.stdout and "tuned" in listed.stdout
     shown = run_cli("rollout", "status", "assistant", cwd=project.root)
     assert "withdrawn from the public by erasure" in " ".join(shown.stdout.split())
+    from tuneloop.ui.loop_data import variants
+
+    dashboard = {v.name: v for v in variants(project)}
+    assert f"erased by erasure #{report.id}" in dashboard["tuned"].retraining
+    assert dashboard["base"].retraining == ""
 
     # Retrained on the version the erasure left (made after it, without the subject).
     clean = get_version(project, "tickets")

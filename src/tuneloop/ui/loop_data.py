@@ -43,6 +43,7 @@ class VariantState:
     last_eval: int | None = None
     passed: bool | None = None
     failed_gates: list[str] = field(default_factory=list)
+    retraining: str = ""  # why it is kept from the public (derived from erased data), if so
 
 
 def datasets(project: Project) -> list[DatasetVersionRow]:
@@ -98,6 +99,13 @@ def variants(project: Project) -> list[VariantState]:
             state = states.setdefault(entry.variant,
                                       VariantState(entry.variant, "?", False, None))
             state.stages.append((alias, entry.stage, entry.percent))
+    from tuneloop.flywheel.marks import variant_mark
+
+    for state in states.values():
+        mark = variant_mark(project, state.name)
+        if mark is not None:
+            state.retraining = (f"internal only: {mark.kind} {mark.name} derives from data "
+                                f"erased by erasure #{mark.erasure_id}; retrain it")
     with project.store.session(write=False) as session:
         runs = session.scalars(select(EvalRun).where(EvalRun.status == "completed")
                                .order_by(EvalRun.id.desc()).limit(EVAL_SCAN))
