@@ -131,11 +131,11 @@ def _show_result(result: Any) -> None:
 
 @contextlib.contextmanager
 def _progress() -> Iterator[Any]:
-    progress = Progress(TextColumn("[bold]training"), BarColumn(),
+    progress = Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} steps"),
                         TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
                         console=console, transient=False)
-    task = progress.add_task("train", total=None, stats="")
+    task = progress.add_task("train", total=None, stats="", stage="training")
 
     def report(p: Any) -> None:
         stats = []
@@ -145,7 +145,8 @@ def _progress() -> Iterator[Any]:
             stats.append(f"val {p.eval_loss:.4f}")
         if p.tokens_per_s:
             stats.append(f"{p.tokens_per_s:.0f} tok/s")
-        progress.update(task, completed=p.step, total=p.total_steps, stats=" · ".join(stats))
+        progress.update(task, completed=p.step, total=p.total_steps, stats=" · ".join(stats),
+                        stage=p.stage)
 
     with progress:
         yield report

@@ -138,7 +138,7 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
                 loss = f"loss {p.loss:.3f}" if p.loss is not None else ""
                 speed = f"{p.tokens_per_s:,.0f} tok/s" if p.tokens_per_s else ""
                 bar.update(task, completed=p.step, total=p.total_steps,
-                           description=f"training  {loss}  {speed}")
+                           description=f"{p.stage}  {loss}  {speed}")
 
             trained = train(project, dana, result.facts["dataset"], overrides=overrides,
                             progress=progress)

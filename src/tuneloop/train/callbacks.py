@@ -26,6 +26,7 @@ class TrainProgress:
     tokens_per_s: float | None
     eta_s: float | None
     eval_loss: float | None = None
+    stage: str = "training"  # "RAG prompts" while retrieval-aware training prepares its data
 
 
 class ProgressCallback(TrainerCallback):

@@ -69,7 +69,7 @@ def train(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
                             purpose=f"fine-tune {model.name} on {version.ref}")
         run_id = _create_run(project, actor, kind, parent_id, params, version, model, approvals)
         if params.get("retrieval"):
-            _prepare_retrieval(project, actor, run_id, version, model, params)
+            _prepare_retrieval(project, actor, run_id, version, model, params, progress)
         return run_id
 
     run_id = _on_main_process(start)
@@ -277,15 +277,21 @@ def _knowledge_taint(project: Project, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _prepare_retrieval(project: Project, actor: Actor, run_id: int, version: DatasetVersion,
-                       model: BaseModel, params: dict[str, Any]) -> None:
+                       model: BaseModel, params: dict[str, Any],
+                       progress: Callable[[TrainProgress], None] | None) -> None:
     """Write the run's retrieval-aware splits and record how they were made in its params."""
     from dataclasses import asdict
 
+    from tuneloop.train.callbacks import TrainProgress
     from tuneloop.train.retrieval import prepare_splits
     from tuneloop.train.sft import load_tokenizer
 
+    def prepared(done: int, total: int) -> None:
+        if progress is not None:
+            progress(TrainProgress(done, total, None, None, None, stage="RAG prompts"))
+
     report = prepare_splits(project, actor, version, load_tokenizer(model.hf_dir), params,
-                            run_dir(project, run_id) / "retrieval")
+                            run_dir(project, run_id) / "retrieval", prepared)
     params["retrieval_report"] = asdict(report)
     with project.store.session() as session:
         from tuneloop.store.runs import Run
