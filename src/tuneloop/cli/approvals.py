@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 import typer
 from rich.table import Table
 
+from tuneloop.cli import _remote
 from tuneloop.cli._common import console, state, when
 from tuneloop.governance import approvals
 from tuneloop.store import utcnow
@@ -35,16 +39,21 @@ def request(
               --purpose "fine-tune the support assistant on resolved tickets"
     """
     c = state(ctx)
-    project = c.project()
-    approval_id = approvals.request(
-        project.store,
-        c.actor(project),
-        scope=scope,
-        uses=use,
-        purpose=purpose,
-        expires_in=approvals.parse_duration(expires),
-        for_audience=for_audience,
-    )
+    if _remote.team_url():
+        approval_id = _remote.call("POST", "/v1/governance/approvals", c.key, json={
+            "scope": scope, "uses": use, "purpose": purpose, "expires": expires,
+            "for_audience": for_audience})["id"]
+    else:
+        project = c.project()
+        approval_id = approvals.request(
+            project.store,
+            c.actor(project),
+            scope=scope,
+            uses=use,
+            purpose=purpose,
+            expires_in=approvals.parse_duration(expires),
+            for_audience=for_audience,
+        )
     console.print(
         f"[green]✓[/] requested approval #{approval_id}; the privacy team grants it with "
         f"`tuneloop approvals grant {approval_id}`"
@@ -58,8 +67,12 @@ def _decision(name: str, fn, doc_example: str):
         reason: str = typer.Option("", help="Recorded with the decision."),
     ) -> None:
         c = state(ctx)
-        project = c.project()
-        fn(project.store, c.actor(project), approval_id, reason)
+        if _remote.team_url():
+            _remote.call("POST", f"/v1/governance/approvals/{approval_id}/{fn.__name__}", c.key,
+                         json={"reason": reason})
+        else:
+            project = c.project()
+            fn(project.store, c.actor(project), approval_id, reason)
         console.print(f"[green]✓[/] approval #{approval_id}: {name}")
 
     command.__doc__ = doc_example
@@ -103,38 +116,50 @@ def list_(
     Example:  tuneloop approvals list --status pending
     """
     c = state(ctx)
-    project = c.project()
-    who = c.actor(project).name if mine else None
+    if _remote.team_url():
+        rows = [_Row(r["id"], r["status"], r["requester"], r["beneficiary"], r["scope"],
+                     r["uses"], r["purpose"], dt.datetime.fromisoformat(r["expires_at"]),
+                     r["decided_by"])
+                for r in _remote.call("GET", "/v1/governance/approvals", c.key,
+                                      params={"status": status} if status else {})]
+        if mine:
+            me = _remote.call("GET", "/v1/governance/whoami", c.key)["name"]
+            rows = [r for r in rows if r.requester == me]
+    else:
+        project = c.project()
+        who = c.actor(project).name if mine else None
+        rows = [_Row(r.id, r.status, requester, r.beneficiary, r.scope, r.uses, r.purpose,
+                     r.expires_at, decider)
+                for r, requester, decider in approvals.list_approvals(
+                    project.store, status=status, requester=who)]
+    console.print(_table(rows))
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    status: str
+    requester: str
+    beneficiary: str
+    scope: list[str]
+    uses: list[str]
+    purpose: str
+    expires_at: dt.datetime
+    decided_by: str | None
+
+
+def _table(rows: list[_Row]) -> Table:
     now = utcnow()
     table = Table(title="Approvals")
-    for col in (
-        "#",
-        "status",
-        "requester",
-        "for",
-        "scope",
-        "uses",
-        "purpose",
-        "expires",
-        "decided by",
-    ):
+    for col in ("#", "status", "requester", "for", "scope", "uses", "purpose", "expires",
+                "decided by"):
         table.add_column(col, overflow="fold")
     colours = {"pending": "yellow", "granted": "green", "denied": "red", "revoked": "red"}
-    for row, requester, decider in approvals.list_approvals(
-        project.store, status=status, requester=who
-    ):
+    for row in rows:
         shown = row.status
         if row.status == "granted" and row.expires_at <= now:
             shown = "expired"
-        table.add_row(
-            str(row.id),
-            f"[{colours.get(shown, 'red')}]{shown}[/]",
-            requester,
-            row.beneficiary.split(":", 1)[1],
-            ", ".join(row.scope),
-            ", ".join(row.uses),
-            row.purpose,
-            when(row.expires_at),
-            decider or "",
-        )
-    console.print(table)
+        table.add_row(str(row.id), f"[{colours.get(shown, 'red')}]{shown}[/]", row.requester,
+                      row.beneficiary.split(":", 1)[1], ", ".join(row.scope), ", ".join(row.uses),
+                      row.purpose, when(row.expires_at), row.decided_by or "")
+    return table

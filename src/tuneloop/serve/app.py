@@ -314,6 +314,9 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
         return Response(server.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     _keyed_api_docs(app, server)
+    from tuneloop.serve.governance_api import governance_router  # team mode
+
+    app.include_router(governance_router(server))
 
     from tuneloop.ui import mount as mount_dashboard  # the web dashboard, at /ui
 
