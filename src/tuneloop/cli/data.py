@@ -62,10 +62,11 @@ def sources(ctx: typer.Context) -> None:
 
     project = state(ctx).project()
     table = Table(title="Sources")
-    for col in ("name", "kind", "format", "tier", "owner", "path"):
+    for col in ("name", "kind", "format", "tier", "owner", "from", "path"):
         table.add_column(col, overflow="fold")
     for s in list_sources(project):
-        table.add_row(s.name, s.kind, s.format, tier_label(s.tier), s.owner, str(s.path))
+        table.add_row(s.name, s.kind, s.format, tier_label(s.tier), s.owner, s.origin,
+                      str(s.path))
     console.print(table)
 
 
