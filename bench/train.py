@@ -127,6 +127,8 @@ def trl_sft(model_dir: Path, data: list[dict], params: dict, out: Path) -> float
                        learning_rate=params["learning_rate"], max_length=params["max_seq_length"],
                        packing=True, packing_strategy="bfd", padding_free=True,
                        assistant_only_loss=True, save_strategy="no", report_to="none",
+                       # TRL turns recomputation on by default; the other loops do not use it.
+                       gradient_checkpointing=False,
                        disable_tqdm=True, use_cpu=True, logging_steps=10**6, seed=params["seed"])
     trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer,
                          train_dataset=Dataset.from_list([{"messages": r["messages"]}
