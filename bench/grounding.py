@@ -153,7 +153,8 @@ def publish_held_out(project, records: list[dict]):
     return publish(project, staging, manifest, created_by="bench/grounding.py")
 
 
-def run_loop(root: Path, quick: bool, console: Console) -> tuple[dict, dict[str, float]]:
+def run_loop(root: Path, quick: bool, console: Console, *, per_passage: int = 2,
+             min_support: float = 0.6, epochs: float = 1.0) -> tuple[dict, dict[str, float]]:
     from tuneloop import Project
     from tuneloop.data.build import build_dataset
     from tuneloop.data.synth import synthesise
@@ -168,8 +169,7 @@ def run_loop(root: Path, quick: bool, console: Console) -> tuple[dict, dict[str,
         console.print(f"  {name}: {timings[name]:.0f} s")
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / "tuneloop.yaml").write_text(CONFIG.replace("EPOCHS", "0.2" if quick else "1"),
-                                        encoding="utf-8")
+    (root / "tuneloop.yaml").write_text(CONFIG.replace("EPOCHS", str(epochs)), encoding="utf-8")
     documents = write_docs(root / "docs", limit=6 if quick else None)
     project = Project.init(root)
     actor = project.actor()
@@ -179,7 +179,7 @@ def run_loop(root: Path, quick: bool, console: Console) -> tuple[dict, dict[str,
     step(f"index {documents} documents", t)
     t = time.perf_counter()
     synth = synthesise(project, actor, "docs", name="docs-qa", limit=6 if quick else None,
-                       per_passage=2)
+                       per_passage=per_passage, min_support=min_support)
     step(f"synthesise ({synth.kept} kept of {synth.generated}; dropped {synth.dropped})", t)
     t = time.perf_counter()
     version = build_dataset(project, actor, "docs-qa")
@@ -224,11 +224,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few documents and steps")
     parser.add_argument("--keep", type=Path, help="build the project here and keep it")
+    parser.add_argument("--per-passage", type=int, default=2, help="questions per passage")
+    parser.add_argument("--min-support", type=float, default=0.6,
+                        help="share of a question's words that must occur in its passage")
+    parser.add_argument("--epochs", type=float, default=1.0)
     args = parser.parse_args()
     console = Console()
     root = args.keep or Path(tempfile.mkdtemp(prefix="tuneloop-grounding-")) / "project"
     try:
-        summary, timings = run_loop(root, args.quick, console)
+        summary, timings = run_loop(root, args.quick, console, per_passage=args.per_passage,
+                                    min_support=args.min_support, epochs=args.epochs)
     finally:
         if not args.keep:
             shutil.rmtree(root.parent, ignore_errors=True)
