@@ -33,6 +33,12 @@ def special_pattern(tokens: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(t) for t in texts)) if texts else None
 
 
+def special_texts(tokenizer: Any) -> list[str]:
+    """The text of every token a Hugging Face tokenizer parses as special, added ones included."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return [*tokenizer.all_special_tokens, *(t.content for t in added.values())]
+
+
 def escape_specials(text: str, pattern: re.Pattern[str] | None) -> str:
     """`text` with each special token's text broken so that it tokenizes as plain text."""
     if pattern is None:

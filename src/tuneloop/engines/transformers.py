@@ -17,7 +17,7 @@ from typing import Any
 
 from tuneloop.engines._common import StopMatcher, check_context, validate_request
 from tuneloop.engines.base import Completion, Delta, Engine, FinishReason, GenerationParams, Message
-from tuneloop.engines.templates import ChatTemplate
+from tuneloop.engines.templates import ChatTemplate, special_texts
 from tuneloop.errors import EngineError, NotFound
 
 
@@ -58,7 +58,7 @@ class TransformersEngine(Engine):
                               hint="save the tokenizer with its chat_template")
         self.template = ChatTemplate(source, bos_token=self.tokenizer.bos_token or "",
                                      eos_token=self.tokenizer.eos_token or "",
-                                     special_tokens=_special_texts(self.tokenizer),
+                                     special_tokens=special_texts(self.tokenizer),
                                      origin=str(folder))
         eos = model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -208,12 +208,6 @@ class TransformersEngine(Engine):
             text="".join(pieces), finish_reason=finish, prompt_tokens=len(prompt),
             completion_tokens=len(produced), ttft_s=ttft or total, total_s=total,
             model=self.model_name))
-
-
-def _special_texts(tokenizer: Any) -> list[str]:
-    """The text of every token the tokenizer parses as special, added tokens included."""
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    return [*tokenizer.all_special_tokens, *(t.content for t in added.values())]
 
 
 def _cache_of(output: Any) -> Any:

@@ -108,7 +108,7 @@ def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_lengt
     report = TokenizeReport()
     out: list[TokenizedExample] = []
     for record in records:
-        messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+        messages = escape_contents(tokenizer, record["messages"])
         if system_prompt and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": system_prompt})
         example = tokenize_conversation(tokenizer, messages, max_length=max_length,
@@ -120,6 +120,17 @@ def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_lengt
         report.kept += 1
         out.append(example)
     return out, report
+
+
+def escape_contents(tokenizer: Any, messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Messages whose contents cannot spell a special token of the tokenizer (`<|im_end|>` in a
+    ticket or a document stays text), escaped exactly as the serving engines escape them, so a
+    model is trained on the tokens it will be served."""
+    from tuneloop.engines.templates import escape_specials, special_pattern, special_texts
+
+    pattern = special_pattern(special_texts(tokenizer))
+    return [{"role": m["role"], "content": escape_specials(m["content"], pattern)}
+            for m in messages]
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:

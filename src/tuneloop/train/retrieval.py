@@ -149,7 +149,10 @@ def prepare_splits(project: Project, actor: Actor, version: Any, tokenizer: Any,
 def count_prompt_tokens(tokenizer: Any, messages: list[dict[str, Any]]) -> int:
     """Prompt tokens of `messages` under the tokenizer's chat template, the way the llama.cpp
     engine counts them (template rendered, then tokenized with its special tokens)."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    from tuneloop.train.examples import escape_contents
+
+    text = tokenizer.apply_chat_template(escape_contents(tokenizer, messages), tokenize=False,
+                                         add_generation_prompt=True)
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
