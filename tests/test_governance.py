@@ -193,3 +193,18 @@ def test_every_decision_lands_in_a_chain_that_verifies(store, people) -> None:
     approvals.revoke(store, people["privacy"], approval_id)
     assert actions(store) == ["approval.request", "approval.grant", "approval.revoke"]
     assert audit.verify(store).ok
+
+
+def test_malformed_approval_requests_are_the_callers_error(store, people) -> None:
+    """A bad duration, scope or use is a 400 for the server and a clear message for the CLI,
+    never a server error (found by the API fuzz test)."""
+    from tuneloop.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="cannot read duration") as caught:
+        approvals.parse_duration("")
+    assert caught.value.http_status == 400
+    for bad in ({"scope": []}, {"uses": ["sell"]}):
+        arguments = {"scope": ["source:tickets"], "uses": ["train"], **bad}
+        with pytest.raises(InvalidInput) as caught:
+            approvals.request(store, people["dev"], purpose="x", **arguments)
+        assert caught.value.http_status == 400

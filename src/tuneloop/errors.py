@@ -4,6 +4,7 @@
     ├── ConfigError               tuneloop.yaml is missing or invalid (names file, field, line)
     ├── StoreError                the database cannot be opened or migrated
     ├── NotFound                  a named thing (source, dataset, key, run...) does not exist
+    ├── InvalidInput              an argument is malformed or out of range (400)
     ├── DataError                 a record or file is malformed (names file and line)
     ├── PermissionDenied          the principal's role does not allow the action
     │   └── ApprovalRequired      Tier 2 data used without a live approval (names what to request)
@@ -53,6 +54,14 @@ class NotFound(TuneloopError):
 
     http_status = 404
     error_type = "not_found_error"
+
+
+class InvalidInput(TuneloopError):
+    """An argument is malformed or out of range (a duration, a scope, a use, a state change that
+    does not apply): the caller's mistake, answered with 400 by the server."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
 
 
 class DataError(TuneloopError):

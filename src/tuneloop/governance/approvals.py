@@ -11,7 +11,7 @@ import re
 
 from sqlalchemy import select
 
-from tuneloop.errors import NotFound, PermissionDenied, TuneloopError
+from tuneloop.errors import InvalidInput, NotFound, PermissionDenied
 from tuneloop.governance import audit
 from tuneloop.governance.tiers import AUDIENCES, USES, Actor, Grant, may_decide
 from tuneloop.store import Approval, Principal, Store, utcnow
@@ -23,7 +23,7 @@ def parse_duration(text: str) -> dt.timedelta:
     """'90d', '12h', '30m' or '2w' as a timedelta."""
     match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
     if not match:
-        raise TuneloopError(f"cannot read duration {text!r}; use forms like 30d, 12h, 2w")
+        raise InvalidInput(f"cannot read duration {text!r}; use forms like 30d, 12h, 2w")
     value, unit = int(match.group(1)), match.group(2)
     return {
         "m": dt.timedelta(minutes=value),
@@ -56,22 +56,22 @@ def request(
 ) -> int:
     """File a request; returns its id. `for_audience` asks for every principal of an audience."""
     if not scope:
-        raise TuneloopError("an approval request needs a scope, e.g. --scope source:tickets")
+        raise InvalidInput("an approval request needs a scope, e.g. --scope source:tickets")
     for ref in scope:
         if not REF_PATTERN.match(ref):
-            raise TuneloopError(
+            raise InvalidInput(
                 f"cannot read scope {ref!r}; use KIND:NAME with KIND one of source, dataset, "
                 "model, variant, index, logs (e.g. source:tickets)"
             )
     bad = [u for u in uses if u not in USES]
     if bad or not uses:
-        raise TuneloopError(f"unknown use {bad or uses!r}; allowed uses: {', '.join(USES)}")
+        raise InvalidInput(f"unknown use {bad or uses!r}; allowed uses: {', '.join(USES)}")
     if not purpose.strip():
-        raise TuneloopError("an approval request needs a purpose the privacy team can judge")
+        raise InvalidInput("an approval request needs a purpose the privacy team can judge")
     if expires_in <= dt.timedelta(0):
-        raise TuneloopError("an approval must expire in the future")
+        raise InvalidInput("an approval must expire in the future")
     if for_audience is not None and for_audience not in AUDIENCES:
-        raise TuneloopError(f"unknown audience {for_audience!r}; allowed: {', '.join(AUDIENCES)}")
+        raise InvalidInput(f"unknown audience {for_audience!r}; allowed: {', '.join(AUDIENCES)}")
     beneficiary = f"audience:{for_audience}" if for_audience else by.ref
     with store.session() as session:
         row = Approval(
@@ -131,7 +131,7 @@ def _decide(store: Store, by: Actor, approval_id: int, new_status: str, reason: 
         assert row is not None
         expected = "granted" if new_status == "revoked" else "pending"
         if row.status != expected:
-            raise TuneloopError(
+            raise InvalidInput(
                 f"approval #{approval_id} is {row.status}; only a {expected} "
                 f"approval can be {new_status}"
             )
