@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -47,3 +50,27 @@ def when(value: dt.datetime | None) -> str:
 
 def tier_label(tier: int | None) -> str:
     return {1: "[green]1[/]", 2: "[bold red]2[/]"}.get(tier or 0, "-")
+
+
+@contextmanager
+def stage_progress(out: Console | None = None) -> Iterator[Callable[[str, int, int], None]]:
+    """A Rich progress bar with one row per stage, fed by `progress(stage, done, total)`: the
+    callback form every long-running domain function takes (index, synth, evaluate)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=out or console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield progress

@@ -182,13 +182,14 @@ def synth(
                tuneloop data synth --from kb --name kb-qa --answers teacher
                  --teacher http://127.0.0.1:8000/v1 --teacher-model qwen2.5-7b-instruct
     """
-    from tuneloop.cli.data_synth import render_report, synth_progress
+    from tuneloop.cli._common import stage_progress
+    from tuneloop.cli.data_synth import render_report
     from tuneloop.data.synth import synthesise
 
     c = state(ctx)
     project = c.project()
     options = {k: v for k, v in (("model", teacher_model), ("api_key_env", api_key_env)) if v}
-    with synth_progress(console) as progress:
+    with stage_progress(console) as progress:
         report = synthesise(project, c.actor(project), source, name=name, teacher=teacher,
                             teacher_options=options, answers=answers,
                             per_passage=per_passage, limit=limit,

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tuneloop.cli._common import console, state, when
+from tuneloop.cli._common import console, stage_progress, state, when
 from tuneloop.errors import GateFailed
 
 # No `help=` here: the group's help is the callback's docstring (it runs the evaluation).
@@ -50,7 +50,6 @@ def run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from tuneloop.evaluate import evaluate
 
@@ -58,15 +57,7 @@ def run(
     project = opts.project()
     actor = opts.actor(project)
     names = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
-
+    with stage_progress() as progress:
         result = evaluate(project, actor, names, dataset, limit=limit, concurrency=concurrency,
                           progress=progress)
     _render_summary(result.run_id, result.dataset, result.summary)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from tuneloop.cli._common import console, state, tier_label
+from tuneloop.cli._common import console, stage_progress, state, tier_label
 from tuneloop.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -28,22 +28,13 @@ def index(
 
     Example:  tuneloop rag index          (or: tuneloop rag index handbook)
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tuneloop.rag.index import index_knowledge_base
 
     c = state(ctx)
     project = c.project()
     actor = c.actor(project)
-    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress() as progress:
         report = index_knowledge_base(project, actor, progress, sources=kb or None)
     console.print(f"[green]✓[/] {report}", highlight=False)
 
