@@ -75,7 +75,7 @@ def main() -> None:
     Project.init(root).close()
     project = Project.open(root)
     key = principals.create_key(project.store, project.actor(), "bench").secret
-    app = create_app(project, dashboard=False, retention=False)
+    app = create_app(project, retention=False)
     server_state = app.state.server
     variant = server_state.variant("base")
     with console.status("loading the model..."):

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import run_cli
 from tests.test_flywheel_support import open_project, person
 from tests.test_serve_support import close_engines, live_server, llama_loader
-from tuneloop import Project
+from tuneloop import Project, rollout
 from tuneloop.data.build import build_dataset
 from tuneloop.data.versions import get_version
 from tuneloop.engines.registry import register_model
@@ -26,7 +26,6 @@ from tuneloop.engines.testing import tiny_gguf, tiny_llama
 from tuneloop.errors import GateFailed
 from tuneloop.flywheel.erasure import erase, needs_retraining
 from tuneloop.governance import audit, principals
-from tuneloop.serve import rollout
 from tuneloop.store.evals import EvalRun
 
 EMAIL = "jane.roe@example.com"

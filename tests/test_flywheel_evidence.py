@@ -10,11 +10,10 @@ import pytest
 
 from tests.test_flywheel_support import CONFIG, log_request, open_project, person, rate, sqlite_only
 from tests.test_serve_rollout import record_eval
-from tuneloop import Project
+from tuneloop import Project, rollout
 from tuneloop.errors import GateFailed
 from tuneloop.flywheel.evidence import evaluate_promotion
 from tuneloop.governance import audit
-from tuneloop.serve import rollout
 
 
 @pytest.fixture

@@ -370,7 +370,7 @@ def server(insider) -> Iterator[str]:
     from tuneloop.serve.app import create_app
     from tuneloop.serve.background import serve_in_background
 
-    app = create_app(insider["project"], dashboard=False, retention=False)
+    app = create_app(insider["project"], retention=False)
     with serve_in_background(app) as url:
         yield url
 

@@ -35,8 +35,8 @@ from tests.test_serve_support import (
     make_project,
     tiny_models,
 )
-from tuneloop import Project
-from tuneloop.serve import requestlog, rollout
+from tuneloop import Project, rollout
+from tuneloop.serve import requestlog
 from tuneloop.store import Store
 from tuneloop.store.serving import RequestLog
 

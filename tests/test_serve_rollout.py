@@ -19,10 +19,10 @@ from tests.test_serve_support import (
     make_keys,
     make_project,
 )
-from tuneloop import Project
+from tuneloop import Project, rollout
 from tuneloop.errors import ApprovalRequired, GateFailed, PermissionDenied
 from tuneloop.governance import approvals, audit, principals
-from tuneloop.serve import requestlog, rollout
+from tuneloop.serve import requestlog
 from tuneloop.serve.app import create_app
 from tuneloop.store.evals import EvalRun
 from tuneloop.store.models import utcnow

@@ -68,9 +68,9 @@ def _eval_run(project, *, dataset: str, tier: int, variants: list[str]) -> int:
 
 def seed(root: Path) -> Seeded:
     """Fill an initialised project with everything the dashboard shows."""
-    from tuneloop import Project
+    from tuneloop import Project, rollout
     from tuneloop.governance import approvals, principals
-    from tuneloop.serve import feedback, requestlog, rollout
+    from tuneloop.serve import feedback, requestlog
     from tuneloop.serve.schemas import FeedbackRequest
 
     project = Project.open(root)
@@ -185,8 +185,8 @@ def _enqueue(store, request_ids: list[str]) -> dict[str, int]:
 def serving(root: Path) -> Iterator[str]:
     """The serving app of the project at `root` on a free loopback port; yields its base URL."""
     from tuneloop import Project
-    from tuneloop.serve.app import create_app
     from tuneloop.serve.background import serve_in_background
+    from tuneloop.webapp import create_app
 
     project = Project.open(root)
     try:

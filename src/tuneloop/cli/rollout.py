@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from tuneloop import rollout
 from tuneloop.cli._common import console, state, when
-from tuneloop.serve import rollout
 
 app = typer.Typer(help="Rollouts: set, promote, rollback, status.", no_args_is_help=True)
 

@@ -24,13 +24,13 @@ def serve(
     """
     import uvicorn
 
-    from tuneloop.serve.app import create_app
+    from tuneloop.webapp import create_app
 
     project = state(ctx).project()
     config = project.config.server
     app = create_app(project)
     if preload:
-        from tuneloop.serve import rollout
+        from tuneloop import rollout
 
         server = app.state.server
         serving = [e.variant for e in rollout.state(project, config.app_alias).entries]

@@ -101,7 +101,7 @@ def check_stage(project: Project, actor: Actor, variant: str, stage: str) -> Non
 
 def withdraw(project: Project, actor: Actor, variants: list[str], erasure_id: int) -> list[str]:
     """Take marked variants off every public stage now (back to `internal`); returns what moved."""
-    from tuneloop.serve import rollout
+    from tuneloop import rollout
 
     moved = []
     for alias in rollout.aliases(project):

@@ -16,7 +16,7 @@ import numpy as np
 from tuneloop.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tuneloop.rag.retrieve import Hit
+    from tuneloop.rag.hits import Hit
 
 
 class Reranker(Protocol):

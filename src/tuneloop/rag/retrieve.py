@@ -8,7 +8,6 @@ are returned pass the gate once more (`require(..., "rag", ...)`), which audits 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
@@ -18,25 +17,10 @@ from tuneloop.governance.visibility import source_resource, visible_sources
 from tuneloop.project import Project
 from tuneloop.rag import snapshot
 from tuneloop.rag.embed import get_embedder
+from tuneloop.rag.hits import Hit
 from tuneloop.rag.rerank import get_reranker
 from tuneloop.store import utcnow
 from tuneloop.store.rag import RagChunk, RagDocument
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A retrieved chunk: ids for citation, its text, and the scores that ranked it."""
-
-    chunk_id: str
-    doc_id: str
-    source: str
-    tier: int
-    text: str
-    score: float
-    scores: dict[str, float | None] = field(default_factory=dict)
-    ranks: dict[str, int | None] = field(default_factory=dict)
-    heading: str = ""
-    title: str = ""
 
 
 def search(project: Project, actor: Actor, query: str, top_k: int = 4, *,

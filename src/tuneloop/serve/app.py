@@ -26,10 +26,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 
+from tuneloop import rollout
 from tuneloop.engines.base import GenerationParams
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
-from tuneloop.serve import chat, feedback, requestlog, rollout
+from tuneloop.serve import chat, feedback, requestlog
 from tuneloop.serve.auth import DEFAULT_TTL_S, KeyCache
 from tuneloop.serve.errors import TYPES, ApiError, install
 from tuneloop.serve.limits import Admission, BodyLimit, RateLimiter
@@ -238,12 +239,12 @@ def _keyed_api_docs(app: FastAPI, server: Server) -> None:
 
 
 def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
-               auth_ttl_s: float = DEFAULT_TTL_S, dashboard: bool = True,
-               retention: bool = True, public_metrics: bool = False) -> FastAPI:
+               auth_ttl_s: float = DEFAULT_TTL_S, retention: bool = True,
+               public_metrics: bool = False) -> FastAPI:
     """The serving app for `project`. `variant_loader(name)` overrides how variants are built.
 
-    With `dashboard` the web UI is mounted at `/ui`; with `retention` expired request logs are
-    purged periodically in the background (harmless when several replicas do it).
+    With `retention` expired request logs are purged periodically in the background (harmless
+    when several replicas do it). The dashboard is not part of it: `tuneloop.webapp` mounts both.
     """
     server = Server(project, variant_loader=variant_loader, auth_ttl_s=auth_ttl_s)
     errors = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 429, 503)}
@@ -318,9 +319,6 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
 
     app.include_router(governance_router(server))
 
-    from tuneloop.ui import mount as mount_dashboard  # the web dashboard, at /ui
-
-    mount_dashboard(app, project)
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = FastAPI.openapi(app)
@@ -328,10 +326,6 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
-    if dashboard:
-        from tuneloop.ui import mount
-
-        mount(app, project)
     app.add_middleware(BodyLimit, max_bytes=project.config.server.max_body_bytes,
                        on_reject=_reject_logger(server))
     return app

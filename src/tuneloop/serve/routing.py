@@ -13,10 +13,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tuneloop import rollout
 from tuneloop.config import NAME_PATTERN
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
-from tuneloop.serve import rollout
 from tuneloop.serve.errors import ApiError
 
 STATE_TTL_S = 2.0

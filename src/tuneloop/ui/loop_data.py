@@ -89,7 +89,7 @@ def _variant_tier(project: Project, name: str) -> int | None:
 
 def variants(project: Project) -> list[VariantState]:
     """The config's variants with rollout stages and the gate status of their last evaluation."""
-    from tuneloop.serve import rollout
+    from tuneloop import rollout
 
     states = {v.name: VariantState(v.name, v.model, v.retrieval.enabled,
                                    _variant_tier(project, v.name))

@@ -24,7 +24,7 @@ async def overview(request: Request) -> HTMLResponse:
     project = ui.project
 
     def gather() -> dict[str, Any]:
-        from tuneloop.serve import rollout
+        from tuneloop import rollout
 
         return {"datasets": loop_data.datasets(project), "models": loop_data.models(project),
                 "variants": loop_data.variants(project),
