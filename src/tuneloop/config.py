@@ -213,6 +213,10 @@ class PrivacyConfig(_Model):
     """What is redacted before anything is stored, and how long logs are kept per tier."""
 
     redact: list[str] = Field(
+def _default_retention() -> dict[Tier, int]:
+    return {1: 365, 2: 30}
+
+
         default_factory=lambda: [
             "EMAIL_ADDRESS",
             "PHONE_NUMBER",
@@ -224,7 +228,7 @@ class PrivacyConfig(_Model):
             "PERSON",
         ]
     )
-    retention_days: dict[Tier, int] = Field(default_factory=lambda: {1: 365, 2: 30})
+    retention_days: dict[Tier, int] = Field(default_factory=_default_retention)
 
     @field_validator("retention_days")
     @classmethod

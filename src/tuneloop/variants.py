@@ -9,41 +9,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tuneloop.config import VariantConfig
-from tuneloop.engines.base import Completion, Delta, Engine, GenerationParams, Message
+from tuneloop.engines.base import Delta, Engine, GenerationParams, Message
 from tuneloop.errors import InvalidRequest, NotFound
 from tuneloop.governance.tiers import Actor, Resource, derived_tier
 from tuneloop.project import Project
+from tuneloop.variant_protocol import Prepared, VariantResult
 
 if TYPE_CHECKING:
     from tuneloop.rag.retrieve import Hit
 
 BASE_MODEL = "base"
 
-
-@dataclass
-class Prepared:
-    """The prompt a variant will send, with the retrieval that shaped it."""
-
-    messages: list[Message]
-    citations: list[dict[str, Any]] = field(default_factory=list)
-    hits: list[Any] = field(default_factory=list)
-    # each cited source's text as the model sees it, parallel to `citations`
-    context: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VariantResult:
-    """One answer from a variant: the engine's completion and the sources it was given."""
-
-    completion: Completion
-    citations: list[dict[str, Any]]
-    hits: list[Any]
-    messages: list[Message]
-    context: list[str] = field(default_factory=list)  # cited sources' text as shown
+__all__ = ["BASE_MODEL", "Prepared", "Variant", "VariantResult", "all_variants",
+           "get_variant", "last_user_text", "text_counter"]
 
 
 class Variant:

@@ -7,9 +7,17 @@ parts are the cast of people and the simulated internal traffic (see `demo.traff
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tuneloop.demo.recipe import (
@@ -23,6 +31,9 @@ from tuneloop.demo.recipe import (
 )
 from tuneloop.errors import ApprovalRequired
 from tuneloop.governance import principals
+
+if TYPE_CHECKING:
+    from tuneloop.train.callbacks import TrainProgress
 
 __all__ = ["DemoOptions", "DemoResult", "run_demo"]
 
@@ -107,7 +118,7 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
         from tuneloop.rag.index import index_knowledge_base
 
         with _bar(console) as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage not in tasks:
@@ -134,14 +145,14 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
         with _bar(console) as bar:
             task = bar.add_task("training", total=None)
 
-            def progress(p) -> None:
+            def show_training(p: TrainProgress) -> None:
                 loss = f"loss {p.loss:.3f}" if p.loss is not None else ""
                 speed = f"{p.tokens_per_s:,.0f} tok/s" if p.tokens_per_s else ""
                 bar.update(task, completed=p.step, total=p.total_steps,
                            description=f"{p.stage}  {loss}  {speed}")
 
             trained = train(project, dana, result.facts["dataset"], overrides=overrides,
-                            progress=progress)
+                            progress=show_training)
         served = trained.published.model_name if trained.published else trained.model_name
         result.facts["model"] = served
         result.facts["train_metrics"] = trained.metrics
@@ -160,16 +171,16 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
         from tuneloop.evaluate.run import evaluate
 
         with _bar(console) as bar:
-            tasks: dict[str, int] = {}
+            variant_bars: dict[str, TaskID] = {}
 
-            def progress(variant: str, done: int, total: int) -> None:
-                if variant not in tasks:
-                    tasks[variant] = bar.add_task(variant, total=total)
-                bar.update(tasks[variant], completed=done, total=total)
+            def show_variant(variant: str, done: int, total: int) -> None:
+                if variant not in variant_bars:
+                    variant_bars[variant] = bar.add_task(variant, total=total)
+                bar.update(variant_bars[variant], completed=done, total=total)
 
             evaluation = evaluate(project, dana, ["base", "base-rag", "tuned", "tuned-rag"],
                                   result.facts["dataset"], limit=options.eval_limit,
-                                  progress=progress)
+                                  progress=show_variant)
         result.facts["eval_run"] = evaluation.run_id
         result.facts["per_variant"] = evaluation.per_variant
         result.paths.update({f"report_{k}": v for k, v in evaluation.report_paths.items()})

@@ -113,7 +113,8 @@ def create_project(target: Path) -> Project:
 
 
 def _set_aside_incoming(tickets: Path, incoming: Path) -> None:
-    kept, later = [], []
+    kept: list[str] = []
+    later: list[str] = []
     for line in tickets.read_text(encoding="utf-8").splitlines(keepends=True):
         try:
             record = json.loads(line)
@@ -149,7 +150,7 @@ def ensure_people(project: Project, admin: Actor) -> dict[str, tuple[Actor, str]
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     people: dict[str, tuple[Actor, str]] = {}
     for name, (role, audience, _) in PEOPLE.items():
-        secret = known.get(name)
+        secret = known.get(name, "")
         actor = None
         if secret:
             try:

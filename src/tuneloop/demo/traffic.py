@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -24,7 +24,7 @@ class TrafficReport:
     thumbs_up: int = 0
     thumbs_down: int = 0
     corrections: int = 0
-    request_ids: list[str] | None = None
+    request_ids: list[str] = field(default_factory=list)
 
 
 @contextmanager

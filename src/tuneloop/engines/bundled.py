@@ -74,7 +74,7 @@ def _convert(gguf_path: Path, target: Path) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         # The weights are already dequantised to f32, but transformers keeps the GGUF
         # "quantizer" attached and refuses to save; drop it so a plain f32 model is written.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # its stubs do not allow None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)

@@ -96,7 +96,7 @@ def lineage_of(project: Project, path: str | Path) -> tuple[int, frozenset[str]]
     next to a registered adapter."""
     target = Path(path).resolve()
     artifacts = project.artifacts_dir.resolve()
-    tier, roots = 1, set()
+    tier, roots = 1, set[str]()
     for where, model_tier, model_roots in _registrations(project):
         where = where.resolve()
         home = where.parent if where.is_relative_to(artifacts) else where

@@ -120,18 +120,18 @@ def _build(folder: Path, *, seed: int, hidden_size: int, layers: int, heads: int
         num_key_value_heads=kv_heads,
         max_position_embeddings=max_position_embeddings,
         rms_norm_eps=1e-5,
-        rope_theta=100000.0,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=tie_word_embeddings,
-        torch_dtype="float32",
+        rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
+        dtype="float32",
     )
     torch.manual_seed(seed)
     # A larger init than the default 0.02 makes the random model's logits less flat, so greedy
     # decoding has clear winners and engines can be compared token for token.
     config.initializer_range = 0.5
-    model = LlamaForCausalLM(config).to(torch.float32).eval()
+    model = LlamaForCausalLM(config).float().eval()
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)

@@ -66,11 +66,16 @@ class TransformersEngine(Engine):
         if self._pad_id is None:
             self._pad_id = next(iter(self._eos_ids))
         # transformers renamed `past_key_values` to `cache` during 5.x: use what this one takes
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base_of = getattr(model, "get_base_model", None)  # a PEFT model wraps the base model
+        inner = base_of() if base_of is not None else model
         self._cache_arg = ("cache" if "cache" in inspect.signature(inner.forward).parameters
                            else "past_key_values")
         # One generation at a time: torch already spreads each one over every core.
         self._lock = threading.Lock()
+
+    def _decode(self, tokens: list[int]) -> str:
+        """The text of generated tokens, special tokens left out."""
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
     # -- the Engine interface ---------------------------------------------------------------
 
@@ -118,13 +123,14 @@ class TransformersEngine(Engine):
         total = time.perf_counter() - started
         results = []
         for row, prompt in zip(out[:, width:].tolist(), prompts, strict=True):
-            tokens, finish = [], "length"
+            tokens: list[int] = []
+            finish: FinishReason = "length"
             for token in row:
                 if token in self._eos_ids:
                     finish = "stop"
                     break
                 tokens.append(token)
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            text = self._decode(tokens)
             stopper = StopMatcher(params.stop)
             cut = stopper.feed(text) + stopper.flush()
             if stopper.stopped:
@@ -181,7 +187,7 @@ class TransformersEngine(Engine):
                     finish = "stop"
                     break
                 produced.append(token)
-                decoded = self.tokenizer.decode(produced, skip_special_tokens=True)
+                decoded = self._decode(produced)
                 # a trailing U+FFFD is an incomplete UTF-8 sequence: wait for the next token
                 if not decoded.endswith("\ufffd"):
                     piece = stopper.feed(decoded[len(emitted):])
@@ -198,7 +204,7 @@ class TransformersEngine(Engine):
                                  **{self._cache_arg: past})
                 past = _cache_of(out)
         if not stopper.stopped:
-            decoded = self.tokenizer.decode(produced, skip_special_tokens=True)
+            decoded = self._decode(produced)
             tail = stopper.feed(decoded[len(emitted):]) + stopper.flush()
             if tail:
                 pieces.append(tail)

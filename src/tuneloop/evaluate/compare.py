@@ -61,8 +61,8 @@ def _stat_fn(stat: str) -> Callable[[np.ndarray], np.ndarray]:
     raise ValueError(f"unknown statistic {stat!r}; use 'mean' or a percentile such as 'p95'")
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, stat: str = "mean",
-                     resamples: int = RESAMPLES, confidence: float = 0.95,
+def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
+                     stat: str = "mean", resamples: int = RESAMPLES, confidence: float = 0.95,
                      seed: int = 0) -> Interval:
     """Difference stat(B) - stat(A) over paired values and its percentile bootstrap interval.
 

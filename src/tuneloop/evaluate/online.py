@@ -98,8 +98,8 @@ def evaluate_online(project: Any, actor: Actor, *, since: str | dt.timedelta | d
                                     [r.completion_tokens for r in ok],
                                     concurrency=0)
         lat.pop("concurrency")  # real traffic: whatever concurrency users produced
-        rated = [(r, _last_rating(feedback[r.id])) for r in rows]
-        rated = [(r, rating) for r, rating in rated if rating is not None]
+        rated = [(r, rating) for r, rating in ((r, _last_rating(feedback[r.id])) for r in rows)
+                 if rating is not None]
         positive = sum(1 for _, rating in rated if rating > 0)
         corrections = sum(1 for r in rows for fb in feedback[r.id] if fb.corrected)
         data: dict[str, Any] = {

@@ -21,13 +21,14 @@ from sqlalchemy import select
 
 from tuneloop.config import MetricConfig
 from tuneloop.errors import ConfigError, NotFound
-from tuneloop.evaluate.runner import Example, RunnableVariant, examples_from_records, run_variant
+from tuneloop.evaluate.runner import Example, examples_from_records, run_variant
 from tuneloop.evaluate.scoring import score_outputs
 from tuneloop.evaluate.summary import Output, summarize
 from tuneloop.governance import require
 from tuneloop.governance.tiers import Actor, Resource, derived_tier
 from tuneloop.store import utcnow
 from tuneloop.store.evals import EvalOutput, EvalRun
+from tuneloop.variant_protocol import RunnableVariant
 
 Progress = Callable[[str, int, int], None]
 

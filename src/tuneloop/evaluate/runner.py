@@ -16,28 +16,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tuneloop.engines.base import Message
 from tuneloop.errors import DataError, EngineError
 from tuneloop.evaluate.metrics import record_field
 from tuneloop.evaluate.summary import Output
 from tuneloop.governance.tiers import Actor
+from tuneloop.variant_protocol import RunnableVariant
 
 Progress = Callable[[str, int, int], None]  # (variant, done, total)
-
-
-class RunnableVariant(Protocol):
-    """What the runner needs of a variant (`tuneloop.variants.Variant` has it)."""
-
-    name: str
-
-    @property
-    def uses_retrieval(self) -> bool: ...
-
-    def params(self, **overrides: Any) -> Any: ...
-
-    def run(self, messages: Sequence[Message], actor: Actor, params: Any = None) -> Any: ...
 
 
 @dataclass
@@ -59,7 +47,7 @@ def examples_from_records(records: Sequence[dict[str, Any]], *, path: str | Path
     """
     out = []
     for line, record in enumerate(records, start=1):
-        where = {"path": str(path) if path else "evaluation split", "line": line}
+        where: dict[str, Any] = {"path": str(path) if path else "evaluation split", "line": line}
         messages = record.get("messages")
         if not isinstance(messages, list) or len(messages) < 2:
             raise DataError("a record needs `messages` with at least a user message and the "

@@ -79,8 +79,8 @@ def grounding_of(rows: Sequence[Output]) -> dict[str, Any] | None:
     (`context_holds_key`), the share its answers stated (`answer_states_key`), their ratio, and
     how often an answer stated a fact when its sources held it (`answer_states_key_in_context`).
     None for a variant without retrieval or examples without key facts."""
-    pairs = [(r.scores.get("context_key_facts"), r.scores.get("key_facts")) for r in rows]
-    pairs = [(c, a) for c, a in pairs if c is not None and a is not None]
+    pairs = [(c, a) for c, a in ((r.scores.get("context_key_facts"), r.scores.get("key_facts"))
+                                 for r in rows) if c is not None and a is not None]
     if not pairs:
         return None
     context = float(np.mean([c for c, _ in pairs]))
@@ -194,10 +194,10 @@ def _slices(by_variant: dict[str, dict[str, Output]], variants: Sequence[str],
         ids = members[name]
         means = {}
         for variant in variants:
-            rows = [r for rid, r in by_variant[variant].items() if rid in ids]
-            means[variant] = {m.name: _mean([r.scores.get(m.name) for r in rows])
+            members_rows = [r for rid, r in by_variant[variant].items() if rid in ids]
+            means[variant] = {m.name: _mean([r.scores.get(m.name) for r in members_rows])
                               for m in metrics}
-            means[variant]["n"] = len(rows)
+            means[variant]["n"] = len(members_rows)
         comps = _compare_all(by_variant, variants, metrics, ids, resamples, seed, name,
                              with_latency=False)
         result[name] = {"n": len(ids), "means": means,

@@ -82,7 +82,7 @@ def record(
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
-    key = audit_key(str(session.get_bind().url), head.seq)
+    key = audit_key(str(session.get_bind().engine.url), head.seq)
     seq = head.seq + 1
     # Microsecond precision is what every backend stores; hash exactly what will be read back.
     ts = utcnow()

@@ -84,16 +84,30 @@ def check_registration(session: Session, new: Registration,
                      f"with `tuneloop data tier {name} 1 --reason \"...\"`")
     if marks.digests:
         digest = new.digest()
-        name = marks.digests.get(digest) if digest != NOTHING else None
-        if name is not None:
+        same = marks.digests.get(digest) if digest != NOTHING else None
+        if same is not None:
             raise TierLowered(
-                f"{new.path} has the same content as Tier 2 source {name!r}; it cannot be "
+                f"{new.path} has the same content as Tier 2 source {same!r}; it cannot be "
                 f"registered as Tier {new.tier}",
                 hint="register the copy with --tier 2")
 
 
 def _overlaps(a: Path, b: Path) -> bool:
     return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def _mark(marks: _Marks, facts: dict[str, str], name: str) -> None:
+    if "abs_path" in facts:
+        marks.paths[Path(facts["abs_path"])] = name
+    if "content_hash" in facts:
+        marks.digests[facts["content_hash"]] = name
+
+
+def _unmark(marks: _Marks, facts: dict[str, str]) -> None:
+    if "abs_path" in facts:
+        marks.paths.pop(Path(facts["abs_path"]), None)
+    if "content_hash" in facts:
+        marks.digests.pop(facts["content_hash"], None)
 
 
 def _known_tier2(session: Session, resolve: Callable[[str], Path]) -> _Marks:
@@ -105,13 +119,10 @@ def _known_tier2(session: Session, resolve: Callable[[str], Path]) -> _Marks:
     for action, tier, target, details in events:
         facts = json.loads(details or "{}")
         name = target.split(":", 1)[-1]
-        keys = [(marks.paths, Path(facts["abs_path"])) if "abs_path" in facts else None,
-                (marks.digests, facts["content_hash"]) if "content_hash" in facts else None]
-        for table, key in filter(None, keys):
-            if tier == 2:
-                table[key] = name  # type: ignore[index]
-            elif action == "source.tier":
-                table.pop(key, None)  # type: ignore[arg-type]
+        if tier == 2:
+            _mark(marks, facts, name)
+        elif action == "source.tier":
+            _unmark(marks, facts)
     for row in session.execute(select(Source).where(Source.tier >= 2)).scalars():
         marks.paths[resolve(row.path)] = row.name
     return marks

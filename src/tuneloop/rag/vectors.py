@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Partition:
     key: str
     start: int
     stop: int
-    ivf: object | None = None  # a faiss index when the partition is large
+    ivf: Any = None  # a faiss index when the partition is large (faiss has no usable types)
 
     @property
     def rows(self) -> np.ndarray:

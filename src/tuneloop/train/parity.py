@@ -79,7 +79,7 @@ def _transformers_answers(base_dir: Path, adapter_dir: Path, prompt_ids: list[li
     from transformers import AutoModelForCausalLM
 
     source = base_dir if lora else adapter_dir
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     if lora:
         from peft import PeftModel
 

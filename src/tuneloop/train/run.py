@@ -55,7 +55,7 @@ def train(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
     `TrainingError` when training cannot run. With `export`, the adapter is merged, exported
     to GGUF and parity-checked before the GGUF model is registered.
     """
-    version = _version(project, dataset)
+    version = dataset_version(project, dataset)
     model = resolve_base(project, base)
     params = resolve_params(project.config.training, overrides)
     params["base_dir"] = str(model.hf_dir)
@@ -65,9 +65,9 @@ def train(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
 
     def start() -> int:
         approvals = require(project.store, actor, "train",
-                            _resources(project, version, model, params),
+                            run_resources(project, version, model, params),
                             purpose=f"fine-tune {model.name} on {version.ref}")
-        run_id = _create_run(project, actor, kind, parent_id, params, version, model, approvals)
+        run_id = create_run(project, actor, kind, parent_id, params, version, model, approvals)
         if params.get("retrieval"):
             _prepare_retrieval(project, actor, run_id, version, model, params, progress)
         return run_id
@@ -95,16 +95,16 @@ def resume(project: Project, actor: Actor, run_id: int, *,
                                 hint=f"`tuneloop runs show {run_id}` shows its results")
         params, dataset_ref, kind = dict(run.params), run.dataset_version, run.kind
     params["export"] = export
-    version = _version(project, dataset_ref)
+    version = dataset_version(project, dataset_ref)
     model = resolve_base(project, params.get("base_name"))
     if str(model.hf_dir) != params["base_dir"]:
         model = BaseModel(model.name, Path(params["base_dir"]), model.tier, model.roots)
 
     def check() -> int:
         approvals = require(project.store, actor, "train",
-                            _resources(project, version, model, params),
+                            run_resources(project, version, model, params),
                             purpose=f"resume run {run_id}")
-        _update_run(project, run_id, status="running", error="", approvals_more=approvals)
+        update_run(project, run_id, status="running", error="", approvals_more=approvals)
         return run_id
 
     _on_main_process(check)
@@ -147,7 +147,7 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
                                     "assistant answer)", hint="check its train split")
         net = load_model(model.hf_dir, params)
         trainer_ref: list[Any] = []
-        callbacks = [cb.CheckpointMarkerCallback()]
+        callbacks: list[Any] = [cb.CheckpointMarkerCallback()]
         if main:
             def extra() -> dict[str, float]:
                 return {"tokens_seen": float(trainer_ref[0].tokens_seen)} if trainer_ref else {}
@@ -213,7 +213,7 @@ def publish_run(project: Project, run_id: int, *, export: bool = True) -> TrainR
             raise NotFound(f"no run {run_id}", hint="`tuneloop runs list` shows the runs")
         params, ref, summary = dict(run.params), run.dataset_version, dict(run.summary)
     params["export"] = export
-    version = _version(project, ref)
+    version = dataset_version(project, ref)
     model = resolve_base(project, params.get("base_name"))
     model = BaseModel(model.name, Path(params["base_dir"]), model.tier, model.roots)
     out = run_dir(project, run_id)
@@ -241,12 +241,13 @@ def _finish(project: Project, run_id: int, version: DatasetVersion, model: BaseM
     summary: dict[str, Any] = {**result.metrics}
     if result.published is not None:
         summary["parity_agreement"] = result.published.agreement
-    _update_run(project, run_id, status="completed", summary=summary,
+    update_run(project, run_id, status="completed", summary=summary,
                 output_model=result.published.model_name if result.published else
                 result.model_name, finished=True)
 
 
-def _version(project: Project, dataset: str | DatasetVersion) -> DatasetVersion:
+def dataset_version(project: Project, dataset: str | DatasetVersion) -> DatasetVersion:
+    """The dataset version named by `dataset` ("name" or "name@id"), or the one given."""
     if not isinstance(dataset, str):
         return dataset
     from tuneloop.data.versions import get_version
@@ -254,8 +255,9 @@ def _version(project: Project, dataset: str | DatasetVersion) -> DatasetVersion:
     return get_version(project, dataset)
 
 
-def _resources(project: Project, version: DatasetVersion, model: BaseModel,
+def run_resources(project: Project, version: DatasetVersion, model: BaseModel,
                params: dict[str, Any]) -> list[Resource]:
+    """What a run uses, for `require(..., "train", ...)`: its data, base and knowledge base."""
     resources = [version.resource]
     if model.tier >= 2:  # a base model fine-tuned on Tier 2 data carries that data too
         resources.append(Resource("model", model.name, model.tier, model.roots))
@@ -309,9 +311,10 @@ def _split_path(out: Path, version: DatasetVersion, params: dict[str, Any], spli
     return version.split_path(split)
 
 
-def _create_run(project: Project, actor: Actor, kind: str, parent_id: int | None,
+def create_run(project: Project, actor: Actor, kind: str, parent_id: int | None,
                 params: dict[str, Any], version: DatasetVersion, model: BaseModel,
                 approvals: list[int]) -> int:
+    """Record a new running run (audited as `train.start`) and return its id."""
     from tuneloop.governance import audit
     from tuneloop.store.runs import Run
 
@@ -330,8 +333,9 @@ def _create_run(project: Project, actor: Actor, kind: str, parent_id: int | None
         return run.id
 
 
-def _update_run(project: Project, run_id: int, *, approvals_more: list[int] | None = None,
+def update_run(project: Project, run_id: int, *, approvals_more: list[int] | None = None,
                 finished: bool = False, **values: Any) -> None:
+    """Set columns of a run, add approvals it used, and stamp it updated (and finished)."""
     from tuneloop.store.runs import Run
 
     with project.store.session() as session:
@@ -350,8 +354,8 @@ def _update_run(project: Project, run_id: int, *, approvals_more: list[int] | No
 def _fail(project: Project, run_id: int, error: str, main: bool,
           summary: dict[str, float] | None = None) -> None:
     if main:
-        extra = {"summary": summary} if summary else {}
-        _update_run(project, run_id, status="failed", error=error[:4000], **extra)
+        extra: dict[str, Any] = {"summary": summary} if summary else {}
+        update_run(project, run_id, status="failed", error=error[:4000], **extra)
 
 
 def _is_main() -> bool:

@@ -81,8 +81,8 @@ def load_model(base_dir: Path, params: dict[str, Any]) -> Any:
     """The base model in float32 on CPU, wrapped with LoRA adapters when `method` is "lora"."""
     torch.manual_seed(params["seed"])  # LoRA's initial weights come from the global generator
     try:
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32,
-                                                     attn_implementation="sdpa")
+        model: Any = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32,
+                                                          attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
         raise TrainingError(f"cannot load the base model from {base_dir}: {exc}",
                             hint="pass --base with a Hugging Face model folder") from None

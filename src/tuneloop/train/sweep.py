@@ -74,13 +74,13 @@ def sweep(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
 
     if not trials and not timeout_s:
         raise TrainingError("a sweep needs a budget", hint="pass --trials N and/or --timeout S")
-    version = runs._version(project, dataset)
+    version = runs.dataset_version(project, dataset)
     model = resolve_base(project, base)
     params = resolve_params(project.config.training, overrides)
     approvals = require(project.store, actor, "train",
-                        runs._resources(project, version, model, params),
+                        runs.run_resources(project, version, model, params),
                         purpose=f"sweep on {version.ref}")
-    sweep_id = runs._create_run(project, actor, "sweep", None,
+    sweep_id = runs.create_run(project, actor, "sweep", None,
                                 {**params, "trials": trials, "timeout_s": timeout_s},
                                 version, model, approvals)
     result = SweepResult(sweep_id)
@@ -118,9 +118,9 @@ def sweep(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
         best = min(done, key=lambda t: t.objective or 0.0)
         result.best = runs.publish_run(project, best.run_id or 0, export=export)
     except TuneloopError as exc:
-        runs._update_run(project, sweep_id, status="failed", error=str(exc)[:4000])
+        runs.update_run(project, sweep_id, status="failed", error=str(exc)[:4000])
         raise
-    runs._update_run(project, sweep_id, status="completed", finished=True,
+    runs.update_run(project, sweep_id, status="completed", finished=True,
                      output_model=(result.best.published.model_name if result.best.published
                                    else result.best.model_name),
                      summary={"best_run": best.run_id, "best_params": best.params,
