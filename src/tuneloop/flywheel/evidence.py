@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from tuneloop.errors import GateFailed
 from tuneloop.store.serving import Feedback, RequestLog
@@ -56,6 +56,13 @@ class Evidence:
         return out
 
 
+def served_by(name: str) -> ColumnElement[bool]:
+    """Requests `name` answered: a variant's own (not through a routed variant), or every
+    request a routed variant of that name sent to one of its variants."""
+    return or_(and_(RequestLog.variant == name, RequestLog.routed_by.is_(None)),
+               RequestLog.routed_by == name)
+
+
 def satisfaction(project: Project, variant: str, *, audience: str | None = "internal",
                  since: object = None) -> Satisfaction:
     """Rated requests of `variant` (latest rating per request), optionally since a time."""
@@ -63,7 +70,7 @@ def satisfaction(project: Project, variant: str, *, audience: str | None = "inte
               .where(Feedback.rating.is_not(None)).group_by(Feedback.request_id).subquery())
     query = (select(Feedback.rating).join(latest, latest.c.fid == Feedback.id)
              .join(RequestLog, RequestLog.id == Feedback.request_id)
-             .where(RequestLog.variant == variant, RequestLog.shadow_of.is_(None)))
+             .where(served_by(variant), RequestLog.shadow_of.is_(None)))
     if audience:
         query = query.where(RequestLog.audience == audience)
     if since is not None:
@@ -86,7 +93,7 @@ def evaluate_promotion(project: Project, variant: str, incumbent: str | None, *,
     alpha = settings.satisfaction_alpha if alpha is None else alpha
     with project.store.session(write=False) as session:
         first = session.scalar(select(func.min(RequestLog.created_at)).where(
-            RequestLog.variant == variant, RequestLog.shadow_of.is_(None)))
+            served_by(variant), RequestLog.shadow_of.is_(None)))
     candidate = satisfaction(project, variant)
     if candidate.rated < min_rated:
         return Evidence(False, candidate, None, None,

@@ -15,6 +15,7 @@ from tuneloop.errors import NotFound, TuneloopError
 from tuneloop.governance import audit
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
+from tuneloop.rollout import members
 from tuneloop.rollout.gates import PUBLIC_STAGES, check_actor, check_gates
 from tuneloop.rollout.state import AliasState, Entry, state
 from tuneloop.store.models import utcnow
@@ -70,9 +71,7 @@ def _set(project: Project, actor: Actor, alias: str, variant: str, stage: str,
          percent: float | None, reason: str, action: str) -> AliasState:
     if stage not in (*STAGES, "off"):
         raise TuneloopError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}, off")
-    from tuneloop.variants import get_variant
-
-    get_variant(project, variant)  # NotFound names the variants that exist
+    members.check_exists(project, variant)  # NotFound names the variants that exist
     check_actor(project, actor, alias, f"set {variant} {stage}")
     if stage == "public":
         percent = DEFAULT_PUBLIC_PERCENT if percent is None else percent
@@ -80,9 +79,7 @@ def _set(project: Project, actor: Actor, alias: str, variant: str, stage: str,
             raise TuneloopError(f"public traffic share must be in (0, 100], got {percent:g}")
     else:
         percent = 100.0 if stage == "all" else 0.0
-    from tuneloop.flywheel.marks import check_stage
-
-    check_stage(project, actor, variant, stage)  # derived from erased data: internal at most
+    members.check_stage(project, actor, variant, stage)  # derived from erased data: internal
     evidence = check_gates(project, actor, variant) if stage in PUBLIC_STAGES else None
     current = state(project, alias)
     others = [e for e in current.entries if e.variant != variant]
@@ -128,9 +125,7 @@ def promote(project: Project, actor: Actor, alias: str, variant: str, *,
         if new_stage == "public" and percent is not None and percent >= 100:
             new_stage = "all"
     if entry.stage == "internal" and new_stage in PUBLIC_STAGES:
-        from tuneloop.flywheel.marks import check_stage
-
-        check_stage(project, actor, variant, new_stage)  # before the evidence: the first reason
+        members.check_stage(project, actor, variant, new_stage)  # before the evidence
         # Leaving the internal stage also needs its online evidence (ratings by internal users).
         from tuneloop.flywheel.evidence import gate_promotion
 

@@ -87,9 +87,9 @@ def check_actor(project: Project, actor: Actor, alias: str, action: str) -> None
 
 def check_gates(project: Project, actor: Actor, variant: str) -> dict[str, Any]:
     """Refuse (audited) unless the variant may reach the public; returns the evidence."""
-    from tuneloop.variants import get_variant
+    from tuneloop.rollout.members import resource_of
 
-    resource = get_variant(project, variant).resource
+    resource = resource_of(project, variant)
     gate = latest_gate_status(project, variant)
     if not gate.passed:
         audit.record_now(project.store, actor=actor.name, action="rollout.refused",

@@ -67,6 +67,9 @@ class Entry:
     completion_tokens: int = 0
     ttft_ms: float | None = None
     total_ms: float = 0.0
+    routed_by: str | None = None  # the routed variant that chose `variant`
+    predicted_slice: str | None = None  # its router's prediction for the message
+    slice_confidence: float | None = None
 
     def row(self, entities: Sequence[str]) -> RequestLog:
         """The redacted row for this entry."""
@@ -84,7 +87,9 @@ class Entry:
                           redactions=counts, chunk_ids=list(self.chunk_ids),
                           finish_reason=self.finish_reason, prompt_tokens=self.prompt_tokens,
                           completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
-                          total_ms=self.total_ms, replica=REPLICA)
+                          total_ms=self.total_ms, replica=REPLICA, routed_by=self.routed_by,
+                          predicted_slice=self.predicted_slice,
+                          slice_confidence=self.slice_confidence)
 
 
 def write(store: Store, entities: Sequence[str], entry: Entry) -> None:

@@ -10,6 +10,7 @@ from tuneloop.store import (
     models,  # noqa: F401
     rag,  # noqa: F401
     registry,  # noqa: F401
+    routing,  # noqa: F401
     runs,  # noqa: F401
     serving,  # noqa: F401
 )

@@ -78,6 +78,11 @@ class RequestLog(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float, default=None)
     total_ms: Mapped[float] = mapped_column(Float, default=0.0)
     replica: Mapped[str] = mapped_column(String(128), default="")
+    # query-type routing (migration 0010): the routed variant that chose `variant`, the slice
+    # its router predicted for the message, and the router's confidence in it
+    routed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    predicted_slice: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
+    slice_confidence: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Feedback(Base):

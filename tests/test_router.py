@@ -1,0 +1,238 @@
+"""Query-type routing: a router trained on a small labelled set (real embedding model), routed
+evaluation from the outputs a real evaluation run stored, and its gate in the rollout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuneloop import Project, rollout
+from tuneloop.errors import ApprovalRequired, GateFailed
+
+CONFIG = """
+version: 1
+task:
+  name: routing
+  system_prompt: Answer briefly.
+metrics:
+  - name: rouge_l
+    threshold: 0.0
+    primary: true
+latency:
+  p95_ms: 600000
+  ttft_ms: 600000
+sources:
+  - name: tickets
+    path: data/tickets.jsonl
+    kind: records
+    tier: {tier}
+base_model:
+  name: tiny
+  path: {model}
+datasets:
+  - name: tickets
+    sources: [tickets]
+    split: {{train: 0.6, validation: 0.1, test: 0.3}}
+    redact: false
+    min_output_tokens: 0
+    near_dup_threshold: 1.0
+    slice_field: category
+variants:
+  - name: short
+    model: base
+    generation: {{max_tokens: 3, temperature: 0}}
+  - name: long
+    model: base
+    prompt: You are a careful support agent. Explain the fix step by step.
+    generation: {{max_tokens: 8, temperature: 0}}
+  - name: careful
+    model: base
+    prompt: Reply in one sentence that names the product area.
+    generation: {{max_tokens: 6, temperature: 0}}
+"""
+
+TEMPLATES = {
+    "billing": ["I was charged twice on invoice {i}, please refund the extra payment",
+                "My credit card payment for plan {i} failed and the bill is overdue",
+                "Why is my monthly invoice {i} higher than the price on your pricing page?",
+                "Please send a receipt for the subscription charge number {i}"],
+    "sync": ["Files in folder {i} are not syncing to my laptop",
+             "The desktop client is stuck uploading {i} documents since yesterday",
+             "Changes I make on my phone never sync to the shared folder {i}",
+             "Sync conflict copies keep appearing in directory {i}"],
+    "sso": ["SAML single sign-on login fails with error {i} from Okta",
+            "Our identity provider redirect loops when staff sign in with SSO {i}",
+            "How do I configure Azure AD SAML for workspace {i}?",
+            "SCIM provisioning from Okta does not create user accounts {i}"],
+}
+HELD_OUT = {"billing": "The card was billed two times this month, I need my money back",
+            "sync": "My documents stopped synchronising between the two computers",
+            "sso": "Employees cannot log in through our Okta SAML integration"}
+MAPPING = {"billing": "short", "sync": "long", "sso": "careful"}
+
+
+def write_project(root: Path, model: Path, tier: int = 1) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tuneloop.yaml").write_text(CONFIG.format(model=model, tier=tier))
+    (root / "data").mkdir(exist_ok=True)
+    with (root / "data" / "tickets.jsonl").open("w") as handle:
+        for category, templates in TEMPLATES.items():
+            for i in range(14):
+                text = templates[i % len(templates)].format(i=100 + i)
+                record = {"id": f"{category}-{i}", "category": category,
+                          "messages": [{"role": "user", "content": text},
+                                       {"role": "assistant",
+                                        "content": f"Thanks, we fixed your {category} issue."}]}
+                handle.write(json.dumps(record) + "\n")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tuneloop.engines.export import export_gguf
+    from tuneloop.engines.testing import tiny_llama
+
+    folder = tmp_path_factory.mktemp("models")
+    return export_gguf(tiny_llama(folder), folder / "tiny.gguf", quantization="f16")
+
+
+@pytest.fixture(scope="module")
+def routed_project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Path]:
+    """A project with a built sliced dataset, a trained router and a real evaluation run."""
+    import os
+
+    os.environ.pop("TUNELOOP_DATABASE_URL", None)
+    root = tmp_path_factory.mktemp("routing") / "proj"
+    write_project(root, tiny_model)
+    project = Project.init(root)
+    from tuneloop.data.build import build_dataset
+    from tuneloop.evaluate import evaluate
+
+    build_dataset(project, project.actor(), "tickets")
+    evaluate(project, project.actor(), ["short", "long", "careful"], "tickets")
+    project.close()
+    yield root
+
+
+def test_router_routes_held_out_messages_to_the_variant_of_their_slice(
+        routed_project: Path) -> None:
+    from tuneloop.router import Prediction, define, get_router, train_router
+
+    project = Project.open(routed_project)
+    trained = train_router(project, project.actor(), "tickets")
+    record = get_router(project, "tickets-router")
+    assert record.ref == trained.record.ref == "tickets-router@v1"
+    assert set(record.labels) == {"billing", "sync", "sso"} and record.slice_field == "category"
+    assert record.lineage["dataset_version"].startswith("tickets@")
+    assert record.tier == 1 and trained.validation_accuracy is not None
+    routed = define(project, project.actor(), "tickets-routed", router=record.ref,
+                    mapping=MAPPING, fallback="short")
+    predictions = record.load().predict(list(HELD_OUT.values()))
+    for (slice_name, text), prediction in zip(HELD_OUT.items(), predictions, strict=True):
+        assert prediction.slice == slice_name, (text, prediction)
+        assert routed.choose(prediction).variant == MAPPING[slice_name]
+    # A prediction below the routed variant's confidence floor goes to the fallback.
+    unsure = routed.choose(Prediction("sync", 0.3, {}))
+    assert (unsure.variant, unsure.fallback) == ("short", True)
+    # Training again makes a new version; the first stays as it was.
+    again = train_router(project, project.actor(), "tickets")
+    assert again.record.version == 2 and get_router(project, "tickets-router@v1").version == 1
+    project.close()
+
+
+def _stored_scores(project: Project, run_id: int) -> dict[tuple[str, str], float]:
+    from sqlalchemy import select
+
+    from tuneloop.store.evals import EvalOutput
+
+    with project.store.session(write=False) as session:
+        return {(o.variant, o.record_id): o.scores["rouge_l"] for o in session.scalars(
+            select(EvalOutput).where(EvalOutput.run_id == run_id))}
+
+
+def test_routed_evaluation_compares_real_outputs_by_paired_bootstrap_and_gates_rollout(
+        routed_project: Path) -> None:
+    from tuneloop.evaluate import list_runs
+    from tuneloop.router import evaluate_routed, train_router
+
+    project = Project.open(routed_project)
+    admin = project.actor()
+    train_router(project, admin, "tickets", name="eval-router")
+    source = next(r.id for r in list_runs(project, 20) if r.variants == ["short", "long",
+                                                                         "careful"])
+    result = evaluate_routed(project, admin, router="eval-router", run_id=source,
+                             resamples=2000)
+    s = result.summary
+    assert result.routed.name == "eval-routed" and s["source_run"] == source
+    assert result.routed.mapping == {k: v for k, v in _best_per_slice(project, source).items()}
+    n = len(s["examples"])
+    router = s["router"]
+    assert n >= 6 and router["n"] == n and sum(map(sum, router["matrix"])) == n
+    assert router["accuracy"] == pytest.approx(np.trace(np.array(router["matrix"])) / n)
+    assert router["accuracy"] >= 0.8  # three well-separated kinds of ticket
+    # Every figure comes from the outputs the run stored: recompute the means by hand.
+    stored = _stored_scores(project, source)
+    routed_mean = np.mean([stored[(e["variant"], e["record_id"])] for e in s["examples"]])
+    for variant in ("short", "long", "careful"):
+        comp = next(c for c in s["comparisons"] if c["a"] == variant and c["metric"] == "rouge_l")
+        assert comp["n"] == n and comp["b"] == "eval-routed"
+        assert comp["mean_a"] == pytest.approx(np.mean(
+            [stored[(variant, e["record_id"])] for e in s["examples"]]))
+        assert comp["mean_b"] == pytest.approx(routed_mean)
+        assert comp["low"] <= comp["diff"] <= comp["high"]
+        assert any(c["a"] == variant and c["metric"] == "total_ms_p95" for c in s["comparisons"])
+    gate = s["gate"]
+    assert gate["best_single"] == s["best_single"] and gate["low"] == next(
+        c["low"] for c in s["comparisons"] if c["a"] == s["best_single"]
+        and c["metric"] == "rouge_l")
+    assert (gate["status"] == "pass") == (gate["low"] > -gate["margin"])
+    assert result.report_paths["html"].read_text().count("<svg") >= 2
+    assert json.loads(result.report_paths["json"].read_text())["gate"]["status"] == gate["status"]
+
+    # The routed variant rolls out like a variant: internal first; public only through its gate.
+    rollout.set_stage(project, admin, "assistant", "eval-routed", "internal")
+    assert rollout.state(project, "assistant").route("someone", "internal") == "eval-routed"
+    strict = evaluate_routed(project, admin, router="eval-router", run_id=source,
+                             name="eval-routed", margin=-2.0, resamples=500)
+    assert not strict.passed and strict.gate["status"] == "fail"
+    with pytest.raises(GateFailed, match="eval-routed"):
+        rollout.set_stage(project, admin, "assistant", "eval-routed", "public", percent=10)
+    project.close()
+
+
+def _best_per_slice(project: Project, run_id: int) -> dict[str, str]:
+    from tuneloop.evaluate import load_run
+
+    return dict(load_run(project, run_id, with_outputs=False).summary["best_per_slice"])
+
+
+def test_training_a_router_on_tier2_records_needs_a_train_approval(
+        tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneloop.data.build import build_dataset
+    from tuneloop.governance import approvals
+    from tuneloop.router import train_router
+
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    root = tmp_path / "proj"
+    write_project(root, tiny_model, tier=2)
+    project = Project.init(root)
+    from tuneloop.governance.principals import actor_of, ensure_principal
+
+    with project.store.session() as session:
+        privacy = actor_of(ensure_principal(session, "pia", role="privacy"))
+        other = actor_of(ensure_principal(session, "dora", role="developer"))
+    dev = project.actor()
+    approval = approvals.request(project.store, dev, scope=["source:tickets"], uses=["train"],
+                                 purpose="route tickets by kind")
+    approvals.grant(project.store, privacy, approval)
+    build_dataset(project, dev, "tickets")
+    with pytest.raises(ApprovalRequired, match="--use train"):
+        train_router(project, other, "tickets")
+    trained = train_router(project, dev, "tickets")
+    assert trained.record.tier == 2 and trained.record.roots == frozenset({"source:tickets"})
+    assert trained.record.lineage["approvals"] == [approval]
+    assert trained.record.resource.tier == 2
+    project.close()
