@@ -20,6 +20,7 @@ from tuneloop.project import Project
 from tuneloop.variant_protocol import Prepared, VariantResult
 
 if TYPE_CHECKING:
+    from tuneloop.engines.structured import ResponseFormat
     from tuneloop.rag.retrieve import Hit
 
 BASE_MODEL = "base"
@@ -117,7 +118,21 @@ class Variant:
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "stop" in clean:
             clean["stop"] = tuple(clean["stop"])
+        if "response_format" not in clean and "tools" not in clean:
+            params = replace(params, response_format=self.task_format())
         return replace(params, **clean)
+
+    def task_format(self) -> ResponseFormat | None:
+        """The task's JSON Schema as a response format, for a `task.format: json` project whose
+        engine enforces it (so serving and evaluation get valid JSON by construction)."""
+        task = self.project.config.task
+        if task.format != "json" or not task.json_schema:
+            return None
+        if not getattr(self.engine, "supports_grammar", False):
+            return None
+        from tuneloop.engines.structured import from_schema
+
+        return from_schema(task.json_schema, task.name)
 
     def system_prompt(self) -> str:
         return self.config.prompt or self.project.config.task.system_prompt

@@ -13,7 +13,7 @@ from pathlib import Path
 from tuneloop.engines.base import GenerationParams, Message
 from tuneloop.errors import InvalidRequest
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 MAX_STOPS = 8
 
 

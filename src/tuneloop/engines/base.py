@@ -10,10 +10,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-Message = dict[str, Any]  # {"role": "system"|"user"|"assistant", "content": str}
-FinishReason = Literal["stop", "length", "error", "cancelled"]
+if TYPE_CHECKING:
+    from tuneloop.engines.structured import ResponseFormat
+    from tuneloop.engines.tools import ToolRequest
+
+# {"role": "system"|"user"|"assistant"|"tool", "content": str}; an assistant message may also
+# carry OpenAI-shaped "tool_calls", a tool message its "tool_call_id"
+Message = dict[str, Any]
+FinishReason = Literal["stop", "length", "error", "cancelled", "tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,10 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = 0
+    #: constrain the answer to JSON / a JSON Schema (engines/structured.py)
+    response_format: ResponseFormat | None = None
+    #: tools the model may call, and how (engines/tools.py)
+    tools: ToolRequest | None = None
 
 
 @dataclass
@@ -39,6 +49,8 @@ class Completion:
     total_s: float  # wall time of the whole call, seconds
     model: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: OpenAI-shaped tool calls ({"id", "type": "function", "function": {"name", "arguments"}})
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float:
@@ -52,6 +64,7 @@ class Delta:
 
     text: str
     completion: Completion | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Engine(abc.ABC):
@@ -63,6 +76,14 @@ class Engine(abc.ABC):
     model_name: str = ""
     #: context window in tokens
     context_length: int = 2048
+    #: whether `GenerationParams.response_format` is honoured (enforced or forwarded)
+    supports_grammar: bool = False
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether `GenerationParams.tools` is honoured (the model's template renders tools
+        and tuneloop parses its calls, or the request is forwarded to a server that does)."""
+        return False
 
     def chat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         """One chat completion: by default the stream, collected (same timings either way)."""

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+from tuneloop.engines import structured, tools
 from tuneloop.engines._common import (
     StopMatcher,
     check_context,
@@ -29,7 +30,7 @@ from tuneloop.engines._common import (
 )
 from tuneloop.engines.base import Completion, Delta, Engine, FinishReason, GenerationParams, Message
 from tuneloop.engines.templates import ChatTemplate
-from tuneloop.errors import EngineError, NotFound
+from tuneloop.errors import EngineError, InvalidRequest, NotFound
 
 _GGML_TYPE = {"f16": 1, "f32": 0}
 
@@ -44,6 +45,7 @@ class LlamaCppEngine(Engine):
     """Chat with a GGUF model through llama.cpp, using the model's own (sandboxed) chat template."""
 
     kind = "llama.cpp"
+    supports_grammar = True  # a GBNF grammar constrains every sampled token
 
     def __init__(
         self,
@@ -101,6 +103,12 @@ class LlamaCppEngine(Engine):
         self.template = ChatTemplate(source, bos_token=self._bos_text, eos_token=eos_text,
                                      origin=str(path), special_tokens=_special_texts(model))
         self._add_bos = str(meta.get("tokenizer.ggml.add_bos_token", "false")).lower() == "true"
+        self._tools = tools.template_supports_tools(source)
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether this model's chat template renders tools and Hermes-style calls."""
+        return self._tools
 
     def _load(self, n_ctx: int | None, n_batch: int, kv_cache_type: str) -> Any:
         from llama_cpp import Llama
@@ -131,9 +139,32 @@ class LlamaCppEngine(Engine):
         """Text deltas as tokens are decoded; the request is checked before this returns."""
         started = time.perf_counter()
         validate_request(messages, params)
-        prompt = self._prompt_tokens(messages)
+        request = params.tools if params.tools is not None and params.tools.active else None
+        grammar, opener = self._constraint(params, request)
+        prompt = self._prompt_tokens(messages, request, opener)
         check_context(len(prompt), self.context_length, self.model_name)
-        return self._generate(prompt, params, started)
+        deltas = self._generate(prompt, params, started, grammar)
+        if request is None:
+            return deltas
+        return tools.collect(deltas, request, opened=bool(opener))
+
+    def _constraint(self, params: GenerationParams,
+                    request: tools.ToolRequest | None) -> tuple[str | None, str]:
+        """The grammar (GBNF) the answer must follow, and text that opens the assistant's turn."""
+        if request is not None:
+            if not self._tools:
+                raise InvalidRequest(f"the chat template of {self.model_name} does not support "
+                                     "tool calls")
+            if params.response_format is not None and not request.forced:
+                raise InvalidRequest("response_format and tools with tool_choice auto cannot "
+                                     "be combined on the llama.cpp engine")
+            if request.forced:
+                schema = structured.from_schema(tools.call_schema(request), "tool_call")
+                return structured.gbnf(schema), tools.CALL_OPEN
+            return None, ""
+        if params.response_format is not None:
+            return structured.gbnf(params.response_format), ""
+        return None, ""
 
     def batch(self, conversations: Sequence[Sequence[Message]],
               params: GenerationParams) -> list[Completion]:
@@ -158,17 +189,21 @@ class LlamaCppEngine(Engine):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+    def _prompt_tokens(self, messages: Sequence[Message],
+                       request: tools.ToolRequest | None = None, opener: str = "") -> list[int]:
         if self._closed:
             raise EngineError(f"the engine for {self.model_name} is closed")
-        text = self.template.render(messages)
+        text = self.template.render(tools.template_messages(list(messages)),
+                                    tools=request.tools if request is not None else None)
+        text += opener
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         # Tokenizing reads the vocabulary only, so it needs no context from the pool.
         return self._contexts[0].tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
     def _generate(self, prompt: list[int], params: GenerationParams,
-                  started: float) -> Iterator[Delta]:
+                  started: float, grammar: str | None = None) -> Iterator[Delta]:
         import llama_cpp
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         llm = self._pool.get()
         text: list[str] = []
@@ -185,7 +220,8 @@ class LlamaCppEngine(Engine):
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stopper = StopMatcher(params.stop)
             tokens = llm.generate(prompt, temp=float(params.temperature), top_p=params.top_p,
-                                  top_k=0, min_p=0.0, repeat_penalty=1.0, reset=True)
+                                  top_k=0, min_p=0.0, repeat_penalty=1.0, reset=True,
+                                  grammar=LlamaGrammar.from_string(grammar) if grammar else None)
             for token in tokens:
                 if n_out == 0:
                     ttft = time.perf_counter() - started

@@ -24,13 +24,20 @@ from tuneloop.engines.base import Completion, Delta, Engine, FinishReason, Gener
 from tuneloop.errors import EngineError, InvalidRequest
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length",
+                                     "tool_calls": "tool_calls"}
 
 
 class OpenAIEngine(Engine):
     """Chat completions from an OpenAI-compatible server."""
 
     kind = "openai"
+    # response_format and tools are forwarded: the server behind enforces them, or refuses
+    supports_grammar = True
+
+    @property
+    def supports_tools(self) -> bool:
+        return True
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None,
                  name: str | None = None, timeout_s: float = 60.0, max_retries: int = 3,
@@ -67,6 +74,7 @@ class OpenAIEngine(Engine):
             data = response.json()
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
+            calls = list(choice["message"].get("tool_calls") or [])
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise EngineError(f"{self.base_url} sent a malformed chat completion: {exc}") from exc
@@ -75,7 +83,7 @@ class OpenAIEngine(Engine):
             text=text, finish_reason=_FINISH.get(choice.get("finish_reason") or "", "stop"),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
-            ttft_s=total, total_s=total, model=self.model_name)
+            ttft_s=total, total_s=total, model=self.model_name, tool_calls=calls)
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Delta]:
         """Server-sent events as text deltas; closing the iterator closes the connection."""
@@ -113,6 +121,13 @@ class OpenAIEngine(Engine):
             body["seed"] = params.seed
         if stream:
             body["stream_options"] = {"include_usage": True}
+        if params.response_format is not None:
+            body["response_format"] = params.response_format.to_openai()
+        if params.tools is not None:
+            body["tools"] = params.tools.tools
+            choice = params.tools.choice
+            body["tool_choice"] = choice if choice in ("auto", "none", "required") else {
+                "type": "function", "function": {"name": choice}}
         return body
 
     def _send(self, body: dict[str, Any], *, stream: bool = False) -> httpx.Response:
@@ -184,6 +199,7 @@ class OpenAIEngine(Engine):
         usage: dict[str, Any] = {}
         ttft = 0.0
         chunks = 0
+        calls: dict[int, dict[str, Any]] = {}
         try:
             for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -201,6 +217,7 @@ class OpenAIEngine(Engine):
                                       f"{event['error']}")
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
+                    _add_calls(calls, (choice.get("delta") or {}).get("tool_calls") or [])
                     text = (choice.get("delta") or {}).get("content") or ""
                     if choice.get("finish_reason"):
                         finish = _FINISH.get(choice["finish_reason"], "stop")
@@ -215,8 +232,20 @@ class OpenAIEngine(Engine):
         finally:
             response.close()
         total = time.perf_counter() - started
-        yield Delta("", completion=Completion(
+        tool_calls = [calls[i] for i in sorted(calls)]
+        yield Delta("", tool_calls=tool_calls, completion=Completion(
             text="".join(pieces), finish_reason=finish,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or chunks),
-            ttft_s=ttft or total, total_s=total, model=self.model_name))
+            ttft_s=ttft or total, total_s=total, model=self.model_name, tool_calls=tool_calls))
+
+
+def _add_calls(calls: dict[int, dict[str, Any]], pieces: list[dict[str, Any]]) -> None:
+    """Accumulate streamed tool-call fragments (by `index`) into whole OpenAI tool calls."""
+    for piece in pieces:
+        call = calls.setdefault(int(piece.get("index") or 0), {
+            "id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call["id"] = piece.get("id") or call["id"]
+        function = piece.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""

@@ -78,15 +78,31 @@ class ChatTemplate:
         out = dict(message)
         if isinstance(out.get("content"), str):
             out["content"] = escape_specials(out["content"], self._specials)
+        if out.get("tool_calls"):  # a call's name and arguments are message content too
+            out["tool_calls"] = [self._escaped_value(c) for c in out["tool_calls"]]
         return out
 
+    def _escaped_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return escape_specials(value, self._specials)
+        if isinstance(value, dict):
+            return {k: self._escaped_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._escaped_value(v) for v in value]
+        return value
+
     def render(self, messages: Sequence[dict[str, Any]], *,
-               add_generation_prompt: bool = True) -> str:
-        """The prompt text for `messages`, ending with the assistant's turn opener."""
+               add_generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt text for `messages`, ending with the assistant's turn opener.
+
+        `tools` (OpenAI tool definitions) is passed to the template as Hugging Face does; it is
+        always defined (None without tools) so templates that test it work.
+        """
         try:
             return self._template.render(
                 messages=[self._escaped(m) for m in messages],
-                add_generation_prompt=add_generation_prompt,
+                add_generation_prompt=add_generation_prompt, tools=tools,
                 bos_token=self.bos_token, eos_token=self.eos_token)
         except TemplateRaised:
             raise

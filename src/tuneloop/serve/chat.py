@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from tuneloop.engines.base import Completion, Delta
 from tuneloop.errors import EngineError, TuneloopError
-from tuneloop.serve import requestlog
+from tuneloop.serve import capabilities, requestlog
 from tuneloop.serve.errors import ApiError, as_api_error, error_body
 from tuneloop.serve.limits import Slot
 from tuneloop.serve.schemas import ChatCompletionRequest
@@ -59,7 +59,7 @@ def _messages(body: ChatCompletionRequest) -> list[dict[str, Any]]:
     out = []
     for m in body.messages:
         role = "system" if m.role == "developer" else m.role
-        out.append({"role": role, "content": m.text()})
+        out.append({"role": role, "content": m.text(), **capabilities.message_fields(m)})
     return out
 
 
@@ -72,7 +72,20 @@ def _chunk(rid: str, model: str, created: int, delta: dict[str, Any],
 
 
 def _finish(reason: str) -> str:
-    return reason if reason in ("stop", "length") else "stop"
+    return reason if reason in ("stop", "length", "tool_calls") else "stop"
+
+
+def _call_deltas(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stream delta carrying whole tool calls (the SDK accumulates them by `index`)."""
+    return {"tool_calls": [{"index": i, **call} for i, call in enumerate(calls)]}
+
+
+def _logged_output(completion: Completion) -> str:
+    """What the log keeps of an answer: its text, then any tool calls as JSON."""
+    if not completion.tool_calls:
+        return completion.text
+    calls = json.dumps([c["function"] for c in completion.tool_calls])
+    return f"{completion.text}\n{calls}" if completion.text else calls
 
 
 def _next(iterator: Iterator[Delta]) -> Any:
@@ -110,7 +123,9 @@ async def handle(server: Server, request: Request) -> Response:
         if actor.audience == "public" and entry.tier >= 2:
             await anyio.to_thread.run_sync(server.check_public, route, variant)
         params = variant.params(max_tokens=wanted, temperature=body.temperature,
-                                top_p=body.top_p, stop=body.stops(), seed=body.seed)
+                                top_p=body.top_p, stop=body.stops(), seed=body.seed,
+                                response_format=capabilities.response_format(body, variant),
+                                tools=capabilities.tool_request(body, variant))
         prepared, prompt_tokens = await anyio.to_thread.run_sync(
             server.prepare, variant, entry.messages, actor)
         entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in prepared.hits]
@@ -222,7 +237,7 @@ def _error_response(error: ApiError, rid: str) -> JSONResponse:
 
 
 def _record(entry: requestlog.Entry, completion: Completion, started: float) -> None:
-    entry.output = completion.text
+    entry.output = _logged_output(completion)
     entry.finish_reason = completion.finish_reason
     entry.prompt_tokens = completion.prompt_tokens or entry.prompt_tokens
     entry.completion_tokens = completion.completion_tokens
@@ -238,10 +253,14 @@ def _usage(completion: Completion) -> dict[str, int]:
 
 def _body(rid: str, model: str, completion: Completion,
           citations: list[dict[str, Any]]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+    if completion.tool_calls:
+        message["content"] = completion.text or None
+        message["tool_calls"] = completion.tool_calls
     body: dict[str, Any] = {
         "id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
+        "choices": [{"index": 0, "message": message,
                      "finish_reason": _finish(completion.finish_reason), "logprobs": None}],
         "usage": _usage(completion),
     }
@@ -274,13 +293,18 @@ async def _stream(server: Server, iterator: Iterator[Delta], prepared: Any,
                     entry.ttft_ms = (time.perf_counter() - started) * 1000
                 pieces.append(delta.text)
                 yield _chunk(rid, model, created, {"content": delta.text})
+            if delta.tool_calls:
+                if entry.ttft_ms is None:
+                    entry.ttft_ms = (time.perf_counter() - started) * 1000
+                yield _chunk(rid, model, created, _call_deltas(delta.tool_calls))
             if delta.completion is not None:
                 completion = delta.completion
         entry.output = "".join(pieces)
         if completion is not None:
             ttft = entry.ttft_ms
             _record(entry, completion, started)
-            entry.output = "".join(pieces) or completion.text
+            if not completion.tool_calls:
+                entry.output = "".join(pieces) or completion.text
             entry.ttft_ms = ttft if ttft is not None else entry.ttft_ms
         entry.total_ms = (time.perf_counter() - started) * 1000
         # The log row is committed before the last bytes (finish, usage, [DONE]) go out.

@@ -14,14 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class ChatMessage(BaseModel):
     """One message of the conversation; content may be a string or OpenAI text parts.
 
-    No `tool` role: tuneloop's engines take system, user and assistant turns only, so the schema
-    says so and a tool message is refused up front, like any other invalid field.
+    An assistant message may carry the `tool_calls` the model made, and a `tool` message answers
+    one of them (`tool_call_id`); variants whose model cannot take tools refuse both with a 400.
     """
 
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, max_length=64)
+    tool_call_id: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(default=None, max_length=128)
 
     def text(self) -> str:
         if self.content is None:
@@ -52,6 +55,10 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
     @field_validator("stop")
     @classmethod
