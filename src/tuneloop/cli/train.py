@@ -56,8 +56,6 @@ def train(
     Example:  tuneloop train --dataset tickets --epochs 2 --lr 2e-4
     Example:  tuneloop train --dataset docs-qa --retrieval   (after `tuneloop rag index`)
     """
-    from tuneloop.train import run as runs
-
     c = state(ctx)
     project = c.project()
     actor = c.actor(project)
@@ -69,6 +67,16 @@ def train(
         "max_steps": max_steps, "seed": seed,
         "save_steps": save_steps, "eval_steps": eval_steps, "model_name": name,
     }
+    _run(project, actor, dataset, base, overrides, resume=resume, sweep=sweep, trials=trials,
+         timeout=timeout, export=export)
+
+
+def _run(project: Any, actor: Any, dataset: str | None, base: str | None,
+         overrides: dict[str, Any], *, resume: int | None, sweep: bool, trials: int | None,
+         timeout: float | None, export: bool) -> None:
+    """Resume a run, sweep, or train once, and show what came of it."""
+    from tuneloop.train import run as runs
+
     if resume is not None:
         with _progress() as report:
             result = runs.resume(project, actor, resume, progress=report, export=export)

@@ -17,6 +17,8 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,79 +55,119 @@ def export_gguf(
         raise EngineError(f"unknown GGUF quantization {quantization!r}",
                           hint=f"use one of: {', '.join(QUANTIZATIONS)}")
     config = _read_config(src)
-    n_layers = int(config["num_hidden_layers"])
-    n_head = int(config["num_attention_heads"])
-    n_kv = int(config.get("num_key_value_heads") or n_head)
-    hidden = int(config["hidden_size"])
-    head_dim = int(config.get("head_dim") or hidden // n_head)
-    rope = config.get("rope_parameters") or {}
-    rope_theta = float(config.get("rope_theta") or rope.get("rope_theta") or 10000.0)
-    rope_type = rope.get("rope_type") or (config.get("rope_scaling") or {}).get("type") or "default"
-    if rope_type not in ("default", "linear"):
-        raise EngineError(f"{src}: rope type {rope_type!r} is not supported by the GGUF exporter",
-                          hint="export llama-family models with default or linear RoPE")
-
+    shape = _LlamaShape.of(src, config)
     out = Path(out_path)
+    with _temporary_writer(gguf, out) as writer:
+        _add_metadata(writer, gguf, config, shape, name or src.name, quantization)
+        _add_tokenizer(writer, src)
+        _add_weights(writer, gguf, src, config, shape, quantization, progress)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    return out
+
+
+@dataclass(frozen=True)
+class _LlamaShape:
+    """The numbers of a llama-family config that the GGUF metadata and the weights need."""
+
+    layers: int
+    heads: int
+    kv_heads: int
+    hidden: int
+    head_dim: int
+    rope_theta: float
+    rope_type: str
+    rope_factor: float | None
+
+    @classmethod
+    def of(cls, src: Path, config: dict[str, Any]) -> _LlamaShape:
+        heads = int(config["num_attention_heads"])
+        hidden = int(config["hidden_size"])
+        rope = config.get("rope_parameters") or {}
+        rope_type = (rope.get("rope_type") or (config.get("rope_scaling") or {}).get("type")
+                     or "default")
+        if rope_type not in ("default", "linear"):
+            raise EngineError(f"{src}: rope type {rope_type!r} is not supported by the GGUF "
+                              "exporter",
+                              hint="export llama-family models with default or linear RoPE")
+        factor = (float(rope.get("factor") or config["rope_scaling"]["factor"])
+                  if rope_type == "linear" else None)
+        return cls(layers=int(config["num_hidden_layers"]), heads=heads,
+                   kv_heads=int(config.get("num_key_value_heads") or heads), hidden=hidden,
+                   head_dim=int(config.get("head_dim") or hidden // heads),
+                   rope_theta=float(config.get("rope_theta") or rope.get("rope_theta")
+                                    or 10000.0),
+                   rope_type=rope_type, rope_factor=factor)
+
+
+@contextmanager
+def _temporary_writer(gguf: Any, out: Path) -> Iterator[Any]:
+    """A GGUF writer on a temporary file next to `out`, renamed to `out` when the block ends
+    without error and removed when it does not."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     writer = gguf.GGUFWriter(tmp, "llama")
     try:
-        writer.add_name(name or src.name)
-        writer.add_context_length(int(config.get("max_position_embeddings") or 2048))
-        writer.add_embedding_length(hidden)
-        writer.add_block_count(n_layers)
-        writer.add_feed_forward_length(int(config["intermediate_size"]))
-        writer.add_head_count(n_head)
-        writer.add_head_count_kv(n_kv)
-        writer.add_rope_dimension_count(head_dim)
-        writer.add_key_length(head_dim)
-        writer.add_value_length(head_dim)
-        writer.add_rope_freq_base(rope_theta)
-        if rope_type == "linear":
-            factor = float(rope.get("factor") or config["rope_scaling"]["factor"])
-            writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-            writer.add_rope_scaling_factor(factor)
-        writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps") or 1e-5))
-        writer.add_vocab_size(int(config["vocab_size"]))
-        writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32,
-                              "f16": gguf.LlamaFileType.MOSTLY_F16,
-                              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quantization])
-        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        _add_tokenizer(writer, src)
-
-        name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layers)
-        tensors = dict(_iter_safetensors(src))
-        if config.get("tie_word_embeddings"):
-            tensors.pop("lm_head.weight", None)  # llama.cpp reuses token_embd as the output
-        total = len(tensors)
-        for done, (hf_name, data) in enumerate(sorted(tensors.items()), start=1):
-            if hf_name.endswith("rotary_emb.inv_freq"):
-                continue
-            gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-            if gguf_name is None:
-                raise EngineError(
-                    f"{src}: tensor {hf_name!r} has no llama GGUF equivalent",
-                    hint="only llama-family models export to GGUF; merge adapters first")
-            if hf_name.endswith("self_attn.q_proj.weight"):
-                data = _permute(data, n_head)
-            elif hf_name.endswith("self_attn.k_proj.weight"):
-                data = _permute(data, n_kv)
-            _add_tensor(writer, gguf, gguf_name, data, quantization)
-            if progress is not None:
-                progress(done, total)
-
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
+        yield writer
         writer.close()
         os.replace(tmp, out)
     except BaseException:
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    return out
+
+
+def _add_metadata(writer: Any, gguf: Any, config: dict[str, Any], shape: _LlamaShape,
+                  name: str, quantization: str) -> None:
+    """The model's hyperparameters and file type, as llama.cpp's llama loader reads them."""
+    writer.add_name(name)
+    writer.add_context_length(int(config.get("max_position_embeddings") or 2048))
+    writer.add_embedding_length(shape.hidden)
+    writer.add_block_count(shape.layers)
+    writer.add_feed_forward_length(int(config["intermediate_size"]))
+    writer.add_head_count(shape.heads)
+    writer.add_head_count_kv(shape.kv_heads)
+    writer.add_rope_dimension_count(shape.head_dim)
+    writer.add_key_length(shape.head_dim)
+    writer.add_value_length(shape.head_dim)
+    writer.add_rope_freq_base(shape.rope_theta)
+    if shape.rope_factor is not None:
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(shape.rope_factor)
+    writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps") or 1e-5))
+    writer.add_vocab_size(int(config["vocab_size"]))
+    writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32,
+                          "f16": gguf.LlamaFileType.MOSTLY_F16,
+                          "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quantization])
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _add_weights(writer: Any, gguf: Any, src: Path, config: dict[str, Any], shape: _LlamaShape,
+                 quantization: str, progress: Callable[[int, int], None] | None) -> None:
+    """Every tensor under its GGUF name, Q/K rows permuted for llama.cpp's rotary layout."""
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, shape.layers)
+    tensors = dict(_iter_safetensors(src))
+    if config.get("tie_word_embeddings"):
+        tensors.pop("lm_head.weight", None)  # llama.cpp reuses token_embd as the output
+    total = len(tensors)
+    for done, (hf_name, data) in enumerate(sorted(tensors.items()), start=1):
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise EngineError(
+                f"{src}: tensor {hf_name!r} has no llama GGUF equivalent",
+                hint="only llama-family models export to GGUF; merge adapters first")
+        if hf_name.endswith("self_attn.q_proj.weight"):
+            data = _permute(data, shape.heads)
+        elif hf_name.endswith("self_attn.k_proj.weight"):
+            data = _permute(data, shape.kv_heads)
+        _add_tensor(writer, gguf, gguf_name, data, quantization)
+        if progress is not None:
+            progress(done, total)
 
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:

@@ -114,8 +114,7 @@ def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVar
     if not examples:
         raise NotFound(f"dataset {dataset_ref} has no examples in its {split!r} split",
                        hint="rebuild the dataset with a non-zero test share")
-    config = project.config
-    concurrency = concurrency or config.latency.concurrency
+    concurrency = concurrency or project.config.latency.concurrency
     governed = [*resources, *(v.resource for v in variants if hasattr(v, "resource"))]
     approvals = require(project.store, actor, "evaluate", governed,
                         purpose=f"evaluate {', '.join(v.name for v in variants)} on {dataset_ref}")
@@ -128,27 +127,11 @@ def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVar
         session.flush()
         run_id = row.id
     try:
-        outputs: list[Output] = []
-        retrieved: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        wall: dict[str, float] = {}
-        for variant in variants:
-            outs, hits, wall[variant.name] = run_variant(variant, examples, actor,
-                                                         concurrency=concurrency,
-                                                         progress=progress)
-            retrieved.update({(variant.name, rid): h for rid, h in hits.items()})
-            _store_outputs(project, run_id, outs)
-            outputs.extend(outs)
-        by_id = {e.id: e for e in examples}
-        if progress:
-            progress("scoring", 0, len(config.metrics))
-        metrics = with_diagnostics(config.metrics, examples, variants)
-        notes = score_outputs(outputs, by_id, metrics, task=config.task, project=project,
-                              retrieved=retrieved,
-                              retrieval_enabled={v.name: bool(v.uses_retrieval)
-                                                 for v in variants})
-        _store_scores(project, run_id, outputs)
-        summary = summarize(outputs, names, metrics, config.latency,
-                            concurrency=concurrency, wall_s=wall, slice_field=slice_field)
+        outputs, retrieved, wall = _answer(project, actor, run_id, variants, examples,
+                                           concurrency, progress)
+        summary, notes = _score(project, run_id, variants, examples, outputs, retrieved, wall,
+                                concurrency=concurrency, slice_field=slice_field,
+                                progress=progress)
         summary.update({"run_id": run_id, "dataset": dataset_ref, "split": split, "tier": tier,
                         "notes": notes})
         result = EvalResult(run_id, dataset_ref, names, summary, outputs, created_at=utcnow())
@@ -158,21 +141,69 @@ def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVar
             result.report_paths = write_report(result, project.artifacts_dir / "evals"
                                                 / f"run-{run_id}")
     except BaseException as exc:
-        with project.store.session() as session:
-            failed = session.get(EvalRun, run_id)
-            if failed is not None:
-                failed.status = "failed"
-                failed.error = f"{type(exc).__name__}: {exc}"
-                failed.finished_at = utcnow()
+        _finish_run(project, run_id, error=f"{type(exc).__name__}: {exc}")
         raise
-    with project.store.session() as session:
-        done = session.get(EvalRun, run_id)
-        assert done is not None
-        done.status = "completed"
-        done.summary = _json_safe(summary)
-        done.report_dir = str(result.report_paths["html"].parent) if result.report_paths else ""
-        done.finished_at = utcnow()
+    _finish_run(project, run_id, result=result)
     return result
+
+
+def _answer(project: Any, actor: Actor, run_id: int, variants: Sequence[RunnableVariant],
+            examples: Sequence[Example], concurrency: int, progress: Progress | None,
+            ) -> tuple[list[Output], dict[tuple[str, str], list[dict[str, Any]]],
+                       dict[str, float]]:
+    """Every variant answers every example (one variant after another); the answers are
+    stored as each variant finishes. Returns the outputs, the chunks each answer was given by
+    (variant, example id), and each variant's wall time."""
+    outputs: list[Output] = []
+    retrieved: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    wall: dict[str, float] = {}
+    for variant in variants:
+        outs, hits, wall[variant.name] = run_variant(variant, examples, actor,
+                                                     concurrency=concurrency,
+                                                     progress=progress)
+        retrieved.update({(variant.name, rid): h for rid, h in hits.items()})
+        _store_outputs(project, run_id, outs)
+        outputs.extend(outs)
+    return outputs, retrieved, wall
+
+
+def _score(project: Any, run_id: int, variants: Sequence[RunnableVariant],
+           examples: Sequence[Example], outputs: list[Output],
+           retrieved: dict[tuple[str, str], list[dict[str, Any]]], wall: dict[str, float], *,
+           concurrency: int, slice_field: str | None,
+           progress: Progress | None) -> tuple[dict[str, Any], list[str]]:
+    """Score the outputs with the project's metrics (and the grounding diagnostics), store the
+    scores, and summarise them per variant, with comparisons and gates; returns the summary
+    and the scoring notes."""
+    config = project.config
+    if progress:
+        progress("scoring", 0, len(config.metrics))
+    metrics = with_diagnostics(config.metrics, examples, variants)
+    notes = score_outputs(outputs, {e.id: e for e in examples}, metrics, task=config.task,
+                          project=project, retrieved=retrieved,
+                          retrieval_enabled={v.name: bool(v.uses_retrieval) for v in variants})
+    _store_scores(project, run_id, outputs)
+    summary = summarize(outputs, [v.name for v in variants], metrics, config.latency,
+                        concurrency=concurrency, wall_s=wall, slice_field=slice_field)
+    return summary, notes
+
+
+def _finish_run(project: Any, run_id: int, *, result: EvalResult | None = None,
+                error: str = "") -> None:
+    """Mark the stored run completed with its summary and report folder, or failed."""
+    with project.store.session() as session:
+        row = session.get(EvalRun, run_id)
+        if row is None:
+            return
+        if result is None:
+            row.status = "failed"
+            row.error = error
+        else:
+            row.status = "completed"
+            row.summary = _json_safe(result.summary)
+            row.report_dir = (str(result.report_paths["html"].parent) if result.report_paths
+                              else "")
+        row.finished_at = utcnow()
 
 
 def with_diagnostics(metrics: Sequence[MetricConfig], examples: Sequence[Example],

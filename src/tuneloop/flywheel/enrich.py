@@ -89,19 +89,8 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
     filters = filters or Filters()
     report = EnrichReport(version=None)
     logs, feedback, items = _select(project, filters)
-    tiers: dict[str, int] = {}
-    for log in logs:
-        key = log.variant or "unrouted"
-        tiers[key] = max(tiers.get(key, 1), log.tier)
-    approvals: list[int] = []
-    if logs:
-        # Every use is audited; the Tier 2 logs of a variant need a `train` approval for them.
-        resources = [review.logs_resource(v, t) for v, t in sorted(tiers.items())]
-        approvals = require(project.store, actor, "train", resources,
-                            purpose=f"enrich dataset {name} from the request log")
+    approvals = _gate_logs(project, actor, name, logs)
     candidates = _candidates(project, logs, feedback, items, filters, report)
-    threshold = threshold or _threshold(project, name)
-    dedup = NearDuplicates(threshold)
     previous = _previous(project, name)
     compared = _existing(project, name, against)
     if previous is not None and previous.ref not in {v.ref for v in compared}:
@@ -112,6 +101,36 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
         approvals = sorted({*approvals, *require(
             project.store, actor, "train", [v.resource for v in compared],
             purpose=f"enrich dataset {name}: the versions it extends or is compared with")})
+    records = _new_records(candidates, compared, threshold or _threshold(project, name),
+                           filters, report)
+    report.request_ids = [r["metadata"]["request_id"] for r in records]
+    if not records:
+        return report
+    kept = set(report.request_ids)
+    tier, roots = _taint([log for log in logs if log.id in kept], previous)
+    report.version = _write(project, actor, name, records, tier, sorted(roots), approvals,
+                            filters, report, previous)
+    return report
+
+
+def _gate_logs(project: Project, actor: Actor, name: str, logs: list[RequestLog]) -> list[int]:
+    """Every use is audited; the Tier 2 logs of a variant need a `train` approval for them."""
+    if not logs:
+        return []
+    tiers: dict[str, int] = {}
+    for log in logs:
+        key = log.variant or "unrouted"
+        tiers[key] = max(tiers.get(key, 1), log.tier)
+    resources = [review.logs_resource(v, t) for v, t in sorted(tiers.items())]
+    return require(project.store, actor, "train", resources,
+                   purpose=f"enrich dataset {name} from the request log")
+
+
+def _new_records(candidates: list[_Candidate], compared: list[DatasetVersion], threshold: float,
+                 filters: Filters, report: EnrichReport) -> list[dict[str, Any]]:
+    """The candidates as dataset records, without near duplicates of the compared versions'
+    examples or of each other; counts what was kept and why in `report`."""
+    dedup = NearDuplicates(threshold)
     for existing in compared:
         for split in SPLITS:
             for record in existing.iter_split(split):
@@ -135,20 +154,18 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
                                      "feedback_id": cand.feedback_id,
                                      **({"slice": filters.slice} if filters.slice else {})},
                         "subject": cand.log.subject})
-    report.request_ids = [r["metadata"]["request_id"] for r in records]
-    if not records:
-        return report
-    kept = set(report.request_ids)
-    used = [log for log in logs if log.id in kept]
+    return records
+
+
+def _taint(used: list[RequestLog], previous: DatasetVersion | None) -> tuple[int, set[str]]:
+    """The new version's tier and Tier 2 roots: the logs it holds, named as the approval names
+    them, and the previous version it extends."""
     tier = max(log.tier for log in used)
-    # Taint: the version derives from the Tier 2 logs it holds, named as the approval names them.
     roots = {f"logs:{log.variant or 'unrouted'}" for log in used if log.tier >= 2}
     if previous is not None:
         tier = max(tier, previous.tier)
         roots |= previous.roots
-    report.version = _write(project, actor, name, records, tier, sorted(roots), approvals,
-                            filters, report, previous)
-    return report
+    return tier, roots
 
 
 def _select(project: Project, f: Filters) -> tuple[list[RequestLog], dict[str, list[Feedback]],

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy import delete, select, update
 
 from tuneloop.data.readers import Document, iter_documents
@@ -23,7 +24,7 @@ from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
 from tuneloop.rag import snapshot
 from tuneloop.rag.chunking import ChunkText, chunk_blocks
-from tuneloop.rag.embed import get_embedder
+from tuneloop.rag.embed import Embedder, get_embedder
 from tuneloop.rag.structure import blocks_of
 from tuneloop.store import utcnow
 from tuneloop.store.rag import RagChunk, RagDocument, RagIndexState
@@ -76,7 +77,32 @@ def index_knowledge_base(project: Project, actor: Actor, progress: Progress | No
     """
     started = time.perf_counter()
     kb = project.config.knowledge_base
-    names = list(sources) if sources else list(kb.sources)
+    infos = _gated_sources(project, actor, list(sources) if sources else list(kb.sources))
+    report = IndexReport(sources=[i.name for i in infos])
+    note = progress or (lambda stage, done, total: None)
+    stored = _stored(project)
+    stale_model = stored.state is not None and stored.state.embedding_model not in (
+        "", kb.embedding_model)
+    embedder = get_embedder(kb.embedding_model)
+    reading = _read_documents(project, infos, stored.known, stale_model, embedder.count_tokens,
+                              report, note)
+    report.removed.extend(_removed(stored.known, reading.seen, set(report.sources),
+                                   whole_kb=not sources, kb_sources=kb.sources))
+    report.retagged = sorted(reading.retag)
+    vectors = _embed(embedder, reading.pending, note)
+    report.chunks_embedded = sum(len(p.chunks) for p in reading.pending)
+    if report.changed or stored.state is None or stale_model:
+        _write(project, actor, report, reading.pending, reading.retag, vectors, embedder.name,
+               embedder.dim)
+    note("writing", 1, 1)
+    index = snapshot.current(project.store, project.state_dir)
+    report.chunks_total = index.size if index is not None else 0
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _gated_sources(project: Project, actor: Actor, names: list[str]) -> list[SourceInfo]:
+    """The named document sources, once the gate allows `rag` on all of them."""
     if not names:
         raise ConfigError(f"{project.config_path}: knowledge_base.sources is empty",
                           hint="list the `documents` sources to index under knowledge_base.sources")
@@ -87,23 +113,45 @@ def index_knowledge_base(project: Project, actor: Actor, progress: Progress | No
                               "document sources can be indexed for retrieval")
     require(project.store, actor, "rag", [info.resource for info in infos],
             purpose="index the knowledge base")
-    report = IndexReport(sources=[i.name for i in infos])
-    note = progress or (lambda stage, done, total: None)
+    return infos
 
+
+@dataclass
+class _Stored:
+    """What the store already holds: the index state and each document's hash, tier, source."""
+
+    state: RagIndexState | None
+    known: dict[str, tuple[str, int, str]]
+
+
+def _stored(project: Project) -> _Stored:
     with project.store.session(write=False) as session:
         state = session.get(RagIndexState, 1)
-        stale_model = state is not None and state.embedding_model not in ("", kb.embedding_model)
         known = {d.doc_id: (d.content_hash, d.tier, d.source) for d in
                  session.execute(select(RagDocument)).scalars()}
+    return _Stored(state, known)
 
-    embedder = get_embedder(kb.embedding_model)
-    pending: list[_Pending] = []
-    seen: set[str] = set()
-    retag: dict[str, int] = {}
+
+@dataclass
+class _Reading:
+    """The documents read: those to (re)chunk, every id seen, and tier changes to apply."""
+
+    pending: list[_Pending] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    retag: dict[str, int] = field(default_factory=dict)
+
+
+def _read_documents(project: Project, infos: list[SourceInfo],
+                    known: dict[str, tuple[str, int, str]], stale_model: bool,
+                    count_tokens: Callable[[str], int], report: IndexReport,
+                    note: Progress) -> _Reading:
+    """Read every document, chunk the new and changed ones, and count the unchanged."""
+    kb = project.config.knowledge_base
+    reading = _Reading()
     documents = [(info, doc) for info in infos for doc in iter_documents(info.path)]
     for n, (info, doc) in enumerate(documents, start=1):
         doc_id = f"{info.name}:{doc.relpath}"
-        seen.add(doc_id)
+        reading.seen.add(doc_id)
         # The chunking settings are part of what the chunks were made from: change them and
         # every document is chunked again.
         recipe = f"{kb.chunk_tokens}/{kb.overlap_tokens}\n{doc.text}"
@@ -112,24 +160,28 @@ def index_knowledge_base(project: Project, actor: Actor, progress: Progress | No
         if old is not None and old[0] == digest and not stale_model:
             report.unchanged += 1
             if old[1] != info.tier:
-                retag[doc_id] = info.tier
+                reading.retag[doc_id] = info.tier
         else:
             blocks = blocks_of(doc.text, doc.format, doc.path)
-            chunks = chunk_blocks(blocks, embedder.count_tokens, chunk_tokens=kb.chunk_tokens,
+            chunks = chunk_blocks(blocks, count_tokens, chunk_tokens=kb.chunk_tokens,
                                   overlap_tokens=kb.overlap_tokens, title=doc.title)
-            pending.append(_Pending(doc_id, info, doc, digest, chunks))
+            reading.pending.append(_Pending(doc_id, info, doc, digest, chunks))
             (report.updated if old is not None else report.added).append(doc_id)
         note("reading", n, len(documents))
-    # Documents gone from an indexed source leave; so do sources no longer in the knowledge base
-    # (only when the whole knowledge base is indexed, not a chosen part of it).
-    indexed = set(report.sources)
-    for doc_id, (_, _, source) in known.items():
-        if doc_id in seen:
-            continue
-        if source in indexed or (not sources and source not in kb.sources):
-            report.removed.append(doc_id)
-    report.retagged = sorted(retag)
+    return reading
 
+
+def _removed(known: dict[str, tuple[str, int, str]], seen: set[str], indexed: set[str], *,
+             whole_kb: bool, kb_sources: list[str]) -> list[str]:
+    """Documents gone from an indexed source leave; so do sources no longer in the knowledge
+    base (only when the whole knowledge base is indexed, not a chosen part of it)."""
+    return [doc_id for doc_id, (_, _, source) in known.items()
+            if doc_id not in seen
+            and (source in indexed or (whole_kb and source not in kb_sources))]
+
+
+def _embed(embedder: Embedder, pending: list[_Pending], note: Progress) -> np.ndarray:
+    """The vectors of every new chunk, one row each, in order."""
     texts = [c.text for p in pending for c in p.chunks]
     done = 0
 
@@ -138,20 +190,13 @@ def index_knowledge_base(project: Project, actor: Actor, progress: Progress | No
         done += n
         note("embedding", done, len(texts))
 
-    vectors = embedder.embed(texts, progress=advance) if texts else None
-    report.chunks_embedded = len(texts)
-
-    if report.changed or state is None or stale_model:
-        _write(project, actor, report, pending, retag, vectors, embedder.name, embedder.dim)
-    note("writing", 1, 1)
-    index = snapshot.current(project.store, project.state_dir)
-    report.chunks_total = index.size if index is not None else 0
-    report.seconds = time.perf_counter() - started
-    return report
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return embedder.embed(texts, progress=advance)
 
 
 def _write(project: Project, actor: Actor, report: IndexReport, pending: list[_Pending],
-           retag: dict[str, int], vectors, model: str, dim: int) -> None:
+           retag: dict[str, int], vectors: np.ndarray, model: str, dim: int) -> None:
     row = 0
     with project.store.session() as session:
         gone = report.removed + [p.doc_id for p in pending]

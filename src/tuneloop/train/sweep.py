@@ -81,17 +81,45 @@ def sweep(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
                         runs.run_resources(project, version, model, params),
                         purpose=f"sweep on {version.ref}")
     sweep_id = runs.create_run(project, actor, "sweep", None,
-                                {**params, "trials": trials, "timeout_s": timeout_s},
-                                version, model, approvals)
+                               {**params, "trials": trials, "timeout_s": timeout_s},
+                               version, model, approvals)
     result = SweepResult(sweep_id)
+    objective = _objective(project, actor, version, result, params["method"], base=base,
+                           overrides=overrides, on_trial=on_trial, progress=progress)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize",
+                                sampler=optuna.samplers.TPESampler(seed=params["seed"]))
+    try:
+        study.optimize(objective, n_trials=trials, timeout=timeout_s)
+        best = _best(result)
+        result.best = runs.publish_run(project, best.run_id or 0, export=export)
+    except TuneloopError as exc:
+        runs.update_run(project, sweep_id, status="failed", error=str(exc)[:4000])
+        raise
+    runs.update_run(project, sweep_id, status="completed", finished=True,
+                    output_model=(result.best.published.model_name if result.best.published
+                                  else result.best.model_name),
+                    summary={"best_run": best.run_id, "best_params": best.params,
+                             result.objective: best.objective, "trials": len(result.trials)})
+    return result
+
+
+def _objective(project: Project, actor: Actor, version: DatasetVersion, result: SweepResult,
+               method: str, *, base: str | None, overrides: dict[str, Any] | None,
+               on_trial: Callable[[Trial], None] | None,
+               progress: Callable[[TrainProgress], None] | None) -> Callable[[Any], float]:
+    """Optuna's objective: train one trial run (kind "trial" under the sweep), record it in
+    `result`, and return its validation loss (its training loss without a validation split);
+    a trial that fails is pruned."""
+    import optuna
 
     def objective(trial: optuna.Trial) -> float:
-        chosen = suggest(trial, params["method"])
+        chosen = suggest(trial, method)
         try:
             outcome = runs.train(project, actor, version, base=base,
                                  overrides={**(overrides or {}), **chosen}, progress=progress,
                                  export=False, register=False, kind="trial",
-                                 parent_id=sweep_id)
+                                 parent_id=result.sweep_id)
         except TuneloopError as exc:
             result.trials.append(Trial(trial.number, None, chosen, None, str(exc)))
             if on_trial:
@@ -105,24 +133,14 @@ def sweep(project: Project, actor: Actor, dataset: str | DatasetVersion, *,
             on_trial(result.trials[-1])
         return value
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=params["seed"]))
-    try:
-        study.optimize(objective, n_trials=trials, timeout=timeout_s)
-        done = [t for t in result.trials if t.objective is not None]
-        if not done:
-            raise TrainingError(f"sweep {sweep_id}: no trial completed",
-                                hint=f"`tuneloop runs list` shows the trials' errors: "
-                                     f"{result.trials[-1].error if result.trials else ''}")
-        best = min(done, key=lambda t: t.objective or 0.0)
-        result.best = runs.publish_run(project, best.run_id or 0, export=export)
-    except TuneloopError as exc:
-        runs.update_run(project, sweep_id, status="failed", error=str(exc)[:4000])
-        raise
-    runs.update_run(project, sweep_id, status="completed", finished=True,
-                     output_model=(result.best.published.model_name if result.best.published
-                                   else result.best.model_name),
-                     summary={"best_run": best.run_id, "best_params": best.params,
-                              result.objective: best.objective, "trials": len(result.trials)})
-    return result
+    return objective
+
+
+def _best(result: SweepResult) -> Trial:
+    """The completed trial with the lowest objective (TrainingError when none completed)."""
+    done = [t for t in result.trials if t.objective is not None]
+    if not done:
+        raise TrainingError(f"sweep {result.sweep_id}: no trial completed",
+                            hint=f"`tuneloop runs list` shows the trials' errors: "
+                                 f"{result.trials[-1].error if result.trials else ''}")
+    return min(done, key=lambda t: t.objective or 0.0)
