@@ -236,3 +236,68 @@ def test_training_a_router_on_tier2_records_needs_a_train_approval(
     assert trained.record.lineage["approvals"] == [approval]
     assert trained.record.resource.tier == 2
     project.close()
+
+
+def test_served_routed_alias_answers_with_the_variant_of_each_predicted_slice_and_logs_it(
+        routed_project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.test_serve_support import free_port
+    from tuneloop.governance import principals
+    from tuneloop.router import define, train_router
+    from tuneloop.serve import requestlog
+    from tuneloop.variants import get_variant
+
+    project = Project.open(routed_project)
+    admin = project.actor()
+    record = train_router(project, admin, "tickets", name="serve-router").record
+    define(project, admin, "serve-routed", router=record.ref, mapping=MAPPING, fallback="short",
+           min_confidence=0.0)
+    rollout.set_stage(project, admin, "helpdesk", "serve-routed", "internal")
+    key = principals.create_key(project.store, admin, "ivy", audience="internal").secret
+    expected = {}
+    for slice_name, text in HELD_OUT.items():
+        variant = get_variant(project, MAPPING[slice_name])
+        expected[slice_name] = variant.run([{"role": "user", "content": text}], admin).completion
+    assert len({c.text for c in expected.values()}) == 3  # the variants answer differently
+    project.close()
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tuneloop", "serve", "--port", str(port)],
+                            cwd=routed_project, env={**os.environ},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        answers = {}
+        for slice_name, text in HELD_OUT.items():
+            reply = httpx.post(url + "/v1/chat/completions", timeout=120,
+                               headers={"authorization": f"Bearer {key}"},
+                               json={"model": "helpdesk",
+                                     "messages": [{"role": "user", "content": text}]})
+            assert reply.status_code == 200, reply.text
+            answers[slice_name] = (reply.headers["x-request-id"],
+                                   reply.json()["choices"][0]["message"]["content"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    project = Project.open(routed_project)
+    for slice_name, (request_id, content) in answers.items():
+        assert content == expected[slice_name].text
+        row = requestlog.get(project.store, request_id)
+        assert row is not None and row.variant == MAPPING[slice_name]
+        assert (row.routed_by, row.predicted_slice) == ("serve-routed", slice_name)
+        assert row.slice_confidence is not None and 0 < row.slice_confidence <= 1
+    project.close()

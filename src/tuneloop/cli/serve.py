@@ -31,12 +31,17 @@ def serve(
     app = create_app(project)
     if preload:
         from tuneloop import rollout
+        from tuneloop.rollout.members import variants_of
 
         server = app.state.server
-        serving = [e.variant for e in rollout.state(project, config.app_alias).entries]
+        entries = [e.variant for e in rollout.state(project, config.app_alias).entries]
+        serving = list(dict.fromkeys(v for e in entries for v in variants_of(project, e)))
         for name in serving or server.router.variant_names()[:1]:
             with console.status(f"loading variant {name}..."):
                 server.variant(name).engine  # noqa: B018  (loads and caches the engine)
+        for name in entries:  # a routed variant's router and embedding model, warmed up
+            if name not in serving:
+                server.router.choose(name, None, [{"role": "user", "content": "warm-up"}])
     bind_host, bind_port = host or config.host, port or config.port
     console.print(f"[green]✓[/] serving {project.config.task.name} on "
                   f"http://{bind_host}:{bind_port}/v1  (model: {config.app_alias})")

@@ -145,13 +145,13 @@ class Server:
 
         Checked again every few seconds (cached), so a revocation stops public traffic quickly.
         """
-        key = (route.alias or "", route.variant)
+        key = (route.alias or "", route.entry)
         now = time.monotonic()
         with self._lock:
             hit = self._public_ok.get(key)
         if hit is None or hit[0] <= now:
             allowed = route.alias is not None and rollout.public_approval_live(
-                self.project, route.alias, route.variant, variant.resource)
+                self.project, route.alias, route.entry, variant.resource)
             hit = (now + PUBLIC_CHECK_TTL_S, allowed)
             with self._lock:
                 self._public_ok[key] = hit

@@ -110,8 +110,10 @@ async def handle(server: Server, request: Request) -> Response:
 
             entry.subject = subject_hash(body.user)
         entry.messages = _messages(body)
-        route = await anyio.to_thread.run_sync(server.router.resolve, actor, body.model)
-        entry.variant = route.variant
+        route = await anyio.to_thread.run_sync(server.router.resolve, actor, body.model,
+                                               entry.messages)
+        entry.variant, entry.routed_by = route.variant, route.routed_by
+        entry.predicted_slice, entry.slice_confidence = route.slice, route.confidence
         wanted = body.wanted_tokens()
         if wanted is not None and wanted > server.config.max_output_tokens:
             raise ApiError(400, f"max_tokens {wanted} is over this server's limit of "

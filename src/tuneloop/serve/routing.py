@@ -1,9 +1,12 @@
 """Which variant answers a request: the `model` field names an application alias or a variant.
 
 Aliases follow their rollout (read from the store and cached for a couple of seconds, so every
-replica sees a change within that time). Internal callers may also name any configured variant
-directly, to try it; public callers only ever reach a variant through an alias's rollout, and an
-unknown or forbidden name gets the same 404, so public callers learn no variant names.
+replica sees a change within that time). A rollout entry may be a routed variant: its router
+reads the user's message and the request goes to the variant mapped to the predicted slice (the
+fallback when unsure); the route says which slice, how sure, and which routed variant chose.
+Internal callers may also name any configured variant (or routed variant) directly, to try it;
+public callers only ever reach a variant through an alias's rollout, and an unknown or forbidden
+name gets the same 404, so public callers learn no variant names.
 """
 
 from __future__ import annotations
@@ -11,13 +14,18 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tuneloop import rollout
 from tuneloop.config import NAME_PATTERN
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
 from tuneloop.serve.errors import ApiError
+
+if TYPE_CHECKING:
+    from tuneloop.router import QueryRouter, RoutedVariant
 
 STATE_TTL_S = 2.0
 _NAME = re.compile(NAME_PATTERN)
@@ -30,6 +38,14 @@ class Route:
     variant: str
     alias: str | None
     shadows: tuple[str, ...] = ()
+    routed_by: str | None = None  # the routed variant that chose `variant`
+    slice: str | None = None  # the slice its router predicted for the message
+    confidence: float | None = None
+
+    @property
+    def entry(self) -> str:
+        """The name the alias's rollout lists: the routed variant, or the variant itself."""
+        return self.routed_by or self.variant
 
 
 def not_found(model: str) -> ApiError:
@@ -49,6 +65,7 @@ class Router:
         self._lock = threading.Lock()
         self._states: dict[str, tuple[float, rollout.AliasState]] = {}
         self._aliases: tuple[float, list[str]] = (0.0, [])
+        self._routed: dict[str, tuple[float, RoutedVariant | None, QueryRouter | None]] = {}
 
     def _state(self, alias: str) -> rollout.AliasState:
         now = time.monotonic()
@@ -75,8 +92,35 @@ class Router:
     def variant_names(self) -> list[str]:
         return [v.name for v in self.project.config.variants]
 
-    def resolve(self, actor: Actor, model: str) -> Route:
-        """The route for `actor` asking for `model`, or a 404 ApiError."""
+    def routed(self, name: str) -> tuple[RoutedVariant | None, QueryRouter | None]:
+        """The routed variant `name` and its loaded router (None, None for a plain variant)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._routed.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
+        from tuneloop.router import find_routed
+
+        found = find_routed(self.project, name)
+        router = found.router_record(self.project).load() if found is not None else None
+        with self._lock:
+            self._routed[name] = (now + self.ttl_s, found, router)
+        return found, router
+
+    def choose(self, name: str, alias: str | None, messages: Sequence[dict[str, Any]],
+               shadows: tuple[str, ...] = ()) -> Route:
+        """The route to entry `name`: itself, or the variant its router picks for the message."""
+        found, router = (None, None) if name in self.variant_names() else self.routed(name)
+        if found is None or router is None:
+            return Route(name, alias, shadows)
+        from tuneloop.router import message_text
+
+        choice = found.choose(router.predict([message_text(messages)])[0])
+        return Route(choice.variant, alias, shadows, found.name, choice.slice, choice.confidence)
+
+    def resolve(self, actor: Actor, model: str,
+                messages: Sequence[dict[str, Any]] = ()) -> Route:
+        """The route for `actor` asking for `model` with `messages`, or a 404 ApiError."""
         # Only plain names are ever looked up: a model field can never name a path or URL.
         if not _NAME.match(model):
             raise not_found(model)
@@ -88,9 +132,13 @@ class Router:
                 variant = next(iter(self.variant_names()), None)
             if variant is None:
                 raise not_found(model)
-            return Route(variant, model, tuple(state.shadows(actor.audience)))
+            shadows = tuple(self.choose(s, model, messages).variant
+                            for s in state.shadows(actor.audience))
+            return self.choose(variant, model, messages, shadows)
         if actor.audience == "internal" and model in self.variant_names():
             return Route(model, None)
+        if actor.audience == "internal" and self.routed(model)[0] is not None:
+            return self.choose(model, None, messages)  # internal callers may try one directly
         raise not_found(model)
 
     def models_for(self, actor: Actor) -> list[str]:
