@@ -170,7 +170,9 @@ def _taint(used: list[RequestLog], previous: DatasetVersion | None) -> tuple[int
 
 def _select(project: Project, f: Filters) -> tuple[list[RequestLog], dict[str, list[Feedback]],
                                                    dict[str, ReviewItem]]:
-    query = select(RequestLog).where(RequestLog.status == 200, RequestLog.shadow_of.is_(None))
+    # Only answers of variants: embedding requests (no variant) have no answer to learn from.
+    query = select(RequestLog).where(RequestLog.status == 200, RequestLog.shadow_of.is_(None),
+                                     RequestLog.variant.is_not(None))
     if f.variant:
         query = query.where(RequestLog.variant == f.variant)
     if f.audience:

@@ -2,11 +2,12 @@
 
     app = create_app(Project.open("."))      # then: uvicorn.run(app)
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `POST /v1/feedback`, `GET /health`,
-`GET /metrics`, `GET /openapi.json`, `GET /docs`. Everything but `/health` (which says ok or not,
-nothing more) takes an API key; `TUNELOOP_PUBLIC_METRICS=1` (or `public_metrics=True`) opens
-`/metrics` to a scraper without one. The app keeps no state that matters between requests
-(everything is in the store), so several replicas can share one PostgreSQL database.
+Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
+`POST /v1/feedback`, `GET /health`, `GET /metrics`, `GET /openapi.json`, `GET /docs`.
+Everything but `/health` (which says ok or not, nothing more) takes an API key;
+`TUNELOOP_PUBLIC_METRICS=1` (or `public_metrics=True`) opens `/metrics` to a scraper without
+one. The app keeps no state that matters between requests (everything is in the store), so
+several replicas can share one PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -318,6 +319,9 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
     from tuneloop.serve.governance_api import governance_router  # team mode
 
     app.include_router(governance_router(server))
+    from tuneloop.serve.embeddings import embeddings_router
+
+    app.include_router(embeddings_router(server))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
