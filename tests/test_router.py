@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import run_cli
 from tuneloop import Project, rollout
 from tuneloop.errors import ApprovalRequired, GateFailed
 
@@ -301,3 +302,22 @@ def test_served_routed_alias_answers_with_the_variant_of_each_predicted_slice_an
         assert (row.routed_by, row.predicted_slice) == ("serve-routed", slice_name)
         assert row.slice_confidence is not None and 0 < row.slice_confidence <= 1
     project.close()
+
+
+def test_router_commands_train_show_and_evaluate_with_the_gate_as_exit_code(
+        routed_project: Path) -> None:
+    trained = run_cli("router", "train", "--dataset", "tickets", "--name", "cli-router",
+                      cwd=routed_project)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "router cli-router@v1 (tier 1)" in trained.stdout and "billing" in trained.stdout
+    evaluated = run_cli("router", "evaluate", "--router", "cli-router", "--margin", "5",
+                        cwd=routed_project)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    assert "routed variant cli-routed" in evaluated.stdout and "gate pass" in evaluated.stdout
+    assert "report.html" in evaluated.stdout
+    refused = run_cli("router", "evaluate", "--router", "cli-router", "--margin", "-5",
+                      cwd=routed_project)
+    assert refused.returncode == 3 and "gate fail" in refused.stdout
+    shown = run_cli("router", "show", cwd=routed_project)
+    assert shown.returncode == 0 and "cli-router@v1" in shown.stdout
+    assert "cli-routed" in shown.stdout

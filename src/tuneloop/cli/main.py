@@ -17,6 +17,7 @@ from tuneloop.cli import flywheel as flywheel_cli
 from tuneloop.cli import models as models_cli
 from tuneloop.cli import rag as rag_cli
 from tuneloop.cli import rollout as rollout_cli
+from tuneloop.cli import router as router_cli
 from tuneloop.cli import runs as runs_cli
 from tuneloop.cli import serve as serve_cli
 from tuneloop.cli import train as train_cli
@@ -68,6 +69,7 @@ app.command("serve")(serve_cli.serve)
 app.command("train")(train_cli.train)
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(rollout_cli.app, name="rollout")
+app.add_typer(router_cli.app, name="router")
 app.command("enrich")(flywheel_cli.enrich.enrich)
 app.add_typer(flywheel_cli.review.app, name="review")
 app.add_typer(flywheel_cli.erase.app, name="erase")
