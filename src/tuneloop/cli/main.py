@@ -21,7 +21,8 @@ from tuneloop.cli import router as router_cli
 from tuneloop.cli import runs as runs_cli
 from tuneloop.cli import serve as serve_cli
 from tuneloop.cli import train as train_cli
-from tuneloop.cli._common import Context, err_console
+from tuneloop.cli._common import Context, console, err_console
+from tuneloop.cli._output import add_json_options, fit_to_pipe
 from tuneloop.cli.chat import chat
 from tuneloop.cli.demo import demo
 from tuneloop.cli.init import init
@@ -52,6 +53,7 @@ def _global(
     ),
 ) -> None:
     ctx.obj = Context(project_dir=project, key=key)
+    fit_to_pipe(console)
 
 
 app.command("init")(init)
@@ -75,6 +77,7 @@ app.add_typer(flywheel_cli.review.app, name="review")
 app.add_typer(flywheel_cli.erase.app, name="erase")
 app.add_typer(flywheel_cli.retention.app, name="retention")
 app.command("monitor")(flywheel_cli.monitor.monitor)
+add_json_options(app, console)  # last: every list/show/query/status command gets --json
 
 
 def main() -> None:
