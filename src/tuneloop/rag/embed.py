@@ -122,6 +122,11 @@ class Embedder:
                 self._queries.popitem(last=False)
         return vector
 
+    def forget_queries(self) -> None:
+        """Empty the recent-query cache (benchmarks measure the uncached path with it)."""
+        with self._cache_lock:
+            self._queries.clear()
+
     def _forward(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS,
                                return_tensors="pt")

@@ -4,8 +4,8 @@
 dataset's slice field and registers a version of it with lineage (`registry`); `evaluate.
 evaluate_routed` turns an evaluation run's `best_per_slice` into a routed variant (`routed`) and
 measures it against every single variant from the outputs the run stored, with a gate; rollout
-and serving then treat the routed variant like any other. `recipe.route_support` does all three
-for the demo.
+and serving then treat the routed variant like any other. For the demo,
+`tuneloop.rollout.routed.route_queries` does all three and rolls out to internal users.
 """
 
 from __future__ import annotations

@@ -80,6 +80,16 @@ def predict_timed(router: QueryRouter, texts: list[str],
     return predictions, times
 
 
+def train_overlap(project: Project, record: Any, ids: set[str]) -> int:
+    """How many of these test examples the router saw in training (0 unless it was trained on
+    another dataset version whose train split holds them: its accuracy would be optimistic)."""
+    from tuneloop.data.versions import get_version
+
+    seen = {str(r.get("id")) for r in get_version(project, record.dataset_version)
+            .iter_split("train")}
+    return len(ids & seen)
+
+
 def confusion(true: list[str], predicted: list[str], labels: list[str]) -> dict[str, Any]:
     """Accuracy, the confusion matrix (rows: true slice) and each slice's recall."""
     index = {label: i for i, label in enumerate(labels)}
@@ -209,6 +219,7 @@ def evaluate_routed(project: Project, actor: Actor, *, router: str, run_id: int 
                     router=record.ref, mapping=chosen_map, fallback=fallback or best,
                     min_confidence=min_confidence,
                     source=f"eval run #{run_id}" if mapping is None else "by hand")
+    overlap = train_overlap(project, record, set(examples))
     texts = [message_text(rows[variants[0]].prompt) for rows in examples.values()]
     predictions, router_ms = predict_timed(record.load(), texts, progress)
     rows = routed_rows(examples, routed, predictions, router_ms)
@@ -219,6 +230,7 @@ def evaluate_routed(project: Project, actor: Actor, *, router: str, run_id: int 
     summary = _summary(project, run, record, routed, examples, rows, comparisons, gate, best,
                        metric)
     summary["tier"] = max(version.tier, record.tier)
+    summary["router"]["train_overlap"] = overlap  # test examples the router was trained on
     new_id = _store(project, actor, run.dataset, routed.name, summary, approvals)
     summary["run_id"] = new_id
     paths: dict[str, Any] = {}

@@ -51,7 +51,7 @@ class QueryRouter:
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: Sequence[str], embedding_model: str, *,
-            c: float = 4.0, seed: int = 0) -> QueryRouter:
+            c: float = 16.0, seed: int = 0) -> QueryRouter:
         """Train a multinomial logistic regression on unit-length embeddings."""
         from sklearn.linear_model import LogisticRegression
 
