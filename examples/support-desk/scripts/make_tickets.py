@@ -1,10 +1,12 @@
 """Generate `data/tickets.jsonl`, the synthetic customer tickets of the support-desk example.
 
-Run from anywhere (Faker is the only dependency; the output is deterministic for a given Faker
-version):
+Run from anywhere in a checkout of the repository (the generator is not installed with the
+package; `examples/support-desk/data` and `kb` lead to the bundled example inside
+`src/tuneloop/examples/`). Faker is the only dependency; the output is deterministic for a given
+Faker version:
 
     python -m venv /tmp/exvenv && /tmp/exvenv/bin/pip install faker
-    /tmp/exvenv/bin/python src/tuneloop/examples/support-desk/scripts/make_tickets.py
+    /tmp/exvenv/bin/python examples/support-desk/scripts/make_tickets.py
 
 What it writes, in this order of construction:
 
