@@ -185,11 +185,25 @@ class Server:
             if name == route.variant:
                 continue
             with self._lock:
-                if self._shadow_pending >= MAX_PENDING_SHADOWS:
-                    return
-                self._shadow_pending += 1
+                full = self._shadow_pending >= MAX_PENDING_SHADOWS
+                if not full:
+                    self._shadow_pending += 1
+            if full:
+                self._drop_shadow(name, actor, request_id, route.alias or "", subject)
+                continue
             self._shadows.submit(self._run_shadow, name, messages, actor, params, request_id,
                                  route.alias or "", subject)
+
+    def _drop_shadow(self, name: str, actor: Actor, request_id: str, alias: str,
+                     subject: str | None) -> None:
+        """Count a shadow request skipped because too many wait: in /metrics, and as a log row
+        (status 503, finish_reason "dropped", no prompt) so evaluations know what is missing."""
+        self.metrics.shadow_dropped.labels(name).inc()
+        self.log(requestlog.Entry(
+            id=chat.new_request_id(), model=alias, principal=actor.name, audience=actor.audience,
+            variant=name, shadow_of=request_id, subject=subject, status=503,
+            finish_reason="dropped",
+            error=f"shadow dropped: {MAX_PENDING_SHADOWS} shadow requests were already pending"))
 
     def _run_shadow(self, name: str, messages: list[dict[str, Any]], actor: Actor,
                     params: GenerationParams, request_id: str, alias: str,
@@ -254,11 +268,14 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Load the PII recognisers before the first request rather than during it.
         await anyio.to_thread.run_sync(requestlog.redact, server.entities, ["warm-up"])
-        from tuneloop.flywheel.retention import Scheduler
+        scheduler = None
+        if retention:
+            from tuneloop.flywheel.retention import Scheduler
 
-        retention = Scheduler(project).start()  # purges expired logs now, then every hour
+            scheduler = Scheduler(project).start()  # purges expired logs now, then every hour
         yield
-        retention.stop()
+        if scheduler is not None:
+            scheduler.stop()
         server.close()
 
     app = FastAPI(title="tuneloop", version="1", responses=errors,  # type: ignore[arg-type]

@@ -137,7 +137,8 @@ async def handle(server: Server, request: Request) -> Response:
             raise ApiError(400, f"the prompt is {prompt_tokens} tokens, over this server's limit "
                                 f"of {server.config.max_input_tokens}",
                            code="context_length_exceeded", param="messages")
-        server.shadow(route, entry.messages, actor, params, rid, entry.subject)
+        await anyio.to_thread.run_sync(server.shadow, route, entry.messages, actor, params, rid,
+                                       entry.subject)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             # Started here so that a request the engine refuses gets a plain error response.
@@ -149,8 +150,10 @@ async def handle(server: Server, request: Request) -> Response:
                 media_type="text/event-stream", headers={"x-request-id": rid,
                                                          "cache-control": "no-cache"})
         async with _entered(server.gate(variant)):
-            completion = await _complete(variant, prepared, params, request)
+            completion, first_at = await _complete(variant, prepared, params, request)
         _record(entry, completion, started)
+        if first_at is not None:  # time to first token counts from the request's arrival
+            entry.ttft_ms = (first_at - started) * 1000
         await anyio.to_thread.run_sync(server.log, entry)
         return JSONResponse(_body(rid, body.model, completion, prepared.citations),
                             headers={"x-request-id": rid})
@@ -179,8 +182,10 @@ async def _entered(gate: anyio.Semaphore | None) -> AsyncIterator[None]:
         yield
 
 
-async def _complete(variant: Any, prepared: Any, params: Any, request: Request) -> Completion:
-    """The whole answer, like `engine.chat`, except that a client that goes away stops it.
+async def _complete(variant: Any, prepared: Any, params: Any,
+                    request: Request) -> tuple[Completion, float | None]:
+    """The whole answer, like `engine.chat`, except that a client that goes away stops it;
+    with the moment (`time.perf_counter()`) its first token arrived, None for an empty answer.
 
     The answer is generated as a stream in a worker thread that checks, between tokens, a flag
     set as soon as the server sees the client disconnect; closing the engine's iterator then
@@ -191,6 +196,7 @@ async def _complete(variant: Any, prepared: Any, params: Any, request: Request) 
     # error (a 400), not an exception group.
     iterator = await anyio.to_thread.run_sync(variant.stream, prepared, params)
     failure: list[Exception] = []
+    first: list[float] = []
 
     def generate() -> Completion | None:
         pieces: list[str] = []
@@ -199,6 +205,8 @@ async def _complete(variant: Any, prepared: Any, params: Any, request: Request) 
             for delta in iterator:
                 if gone.is_set():
                     return None
+                if not first and (delta.text or delta.tool_calls):
+                    first.append(time.perf_counter())
                 pieces.append(delta.text)
                 if delta.completion is not None:
                     completion = delta.completion
@@ -229,7 +237,7 @@ async def _complete(variant: Any, prepared: Any, params: Any, request: Request) 
     if result is None:
         raise ApiError(CLIENT_GONE, "client disconnected before the answer was complete",
                        code="client_disconnected")
-    return result
+    return result, (first[0] if first else None)
 
 
 def _error_response(error: ApiError, rid: str) -> JSONResponse:

@@ -32,6 +32,9 @@ class Metrics:
         self.unauthenticated = Counter("tuneloop_unauthenticated",
                                        "Requests rejected before authentication succeeded",
                                        ["reason"], registry=self.registry)
+        self.shadow_dropped = Counter("tuneloop_shadow_dropped",
+                                      "Shadow requests skipped because too many were pending",
+                                      ["variant"], registry=self.registry)
         self.in_flight = Gauge("tuneloop_in_flight_requests", "Requests queued or running",
                                registry=self.registry)
 
