@@ -290,6 +290,13 @@ def test_served_routed_alias_answers_with_the_variant_of_each_predicted_slice_an
             assert reply.status_code == 200, reply.text
             answers[slice_name] = (reply.headers["x-request-id"],
                                    reply.json()["choices"][0]["message"]["content"])
+        # Users rate the billing answer down with a correction, the sso answer up.
+        for slice_name, body in (("billing", {"rating": -1, "corrected_answer": "Refunded."}),
+                                 ("sso", {"rating": 1})):
+            rated = httpx.post(url + "/v1/feedback", timeout=30,
+                               headers={"authorization": f"Bearer {key}"},
+                               json={"request_id": answers[slice_name][0], **body})
+            assert rated.status_code == 200, rated.text
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -301,7 +308,34 @@ def test_served_routed_alias_answers_with_the_variant_of_each_predicted_slice_an
         assert row is not None and row.variant == MAPPING[slice_name]
         assert (row.routed_by, row.predicted_slice) == ("serve-routed", slice_name)
         assert row.slice_confidence is not None and 0 < row.slice_confidence <= 1
+    _watched_by_slice(project)
     project.close()
+
+
+def _watched_by_slice(project: Project) -> None:
+    """monitor, eval online and enrich see the routed requests by their predicted slice."""
+    from tuneloop.evaluate.online import evaluate_online
+    from tuneloop.flywheel.enrich import enrich
+    from tuneloop.flywheel.monitor import monitor
+
+    slices = {h.variant: h.total for h in monitor(project).slices}
+    assert set(slices) == set(HELD_OUT) and all(s.requests == 1 for s in slices.values())
+    assert (slices["billing"].thumbs_down, slices["billing"].corrected) == (1, 1)
+    assert (slices["sso"].thumbs_up, slices["sync"].rated) == (1, 0)
+    assert all(s.p95_ms is not None and s.p95_ms > 0 for s in slices.values())
+    online = evaluate_online(project, project.actor(), since="1h")["slices"]
+    assert online["billing"]["feedback"]["corrections"] == 1
+    assert online["sso"]["feedback"]["positive_rate"] == 1.0 and online["sync"]["requests"] == 1
+    report = enrich(project, project.actor(), "tickets")  # the correction and the thumbs-up
+    assert report.version is not None and len(report.request_ids) == 2
+    added = {r["metadata"]["predicted_slice"]: r for split in ("train", "validation", "test")
+             for r in report.version.iter_split(split)
+             if (r.get("metadata") or {}).get("request_id") in report.request_ids}
+    assert set(added) == {"billing", "sso"}
+    for name, record in added.items():
+        assert (record["metadata"]["category"], record["metadata"]["slice_source"]) == (
+            name, "router")
+    assert added["billing"]["messages"][-1]["content"] == "Refunded."
 
 
 def test_router_commands_train_show_and_evaluate_with_the_gate_as_exit_code(

@@ -161,6 +161,15 @@ def online(ctx: typer.Context,
             _num(data["feedback"]["positive_rate"], 2), str(data["feedback"]["corrections"]),
             "–" if not agreement else f"{_num(agreement['agreement'], 2)} (n={agreement['n']})")
     console.print(table)
+    if report.get("slices"):  # routed requests, by the slice their router predicted
+        table = Table("predicted slice", "requests", "errors", "total p50/p95 ms", "rated",
+                      "👍 rate", "corrections", title="Routed requests by predicted slice")
+        for name, data in report["slices"].items():
+            lat, fb = data["latency"], data["feedback"]
+            table.add_row(name, str(data["requests"]), str(data["errors"]),
+                          f"{_num(lat['total_ms_p50'], 0)} / {_num(lat['total_ms_p95'], 0)}",
+                          str(fb["rated"]), _num(fb["positive_rate"], 2), str(fb["corrections"]))
+        console.print(table)
 
 
 def _render_summary(run_id: int | None, dataset: str, summary: dict[str, Any]) -> None:

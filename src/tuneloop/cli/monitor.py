@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -55,10 +57,13 @@ def monitor(
                           _ms(s.ttft_p50_ms), _ms(s.ttft_p95_ms), f"{s.error_rate:.1%}",
                           str(s.rated), up, str(s.corrected), end_section=last)
     console.print(table if report.variants else "no requests in the window")
+    if report.slices:
+        console.print(_slice_table(report))
     if plot and report.variants:
         path = mon.plot(report, project.state_dir / "reports")
         console.print(f"chart: {path}")
     breaches = [(h.variant, b) for h in report.variants for b in h.breaches]
+    breaches += [(f"slice {h.variant}", b) for h in report.slices for b in h.breaches]
     for name, why in breaches:
         err_console.print(f"[bold red]SLO breach[/] {name}: {why}")
     if breaches:
@@ -68,3 +73,16 @@ def monitor(
 
 
 
+
+
+def _slice_table(report: Any) -> Table:
+    """Routed requests by the slice their router predicted, over the window."""
+    table = Table("predicted slice", "requests", "p50 ms", "p95 ms", "errors", "rated", "up",
+                  "corrected", title="routed requests by predicted slice")
+    for health in report.slices:
+        s = health.total
+        name = f"[bold red]{health.variant}[/]" if health.breaches else health.variant
+        table.add_row(name, str(s.requests), _ms(s.p50_ms), _ms(s.p95_ms), f"{s.error_rate:.1%}",
+                      str(s.rated), "-" if s.up_rate is None else f"{s.up_rate:.0%}",
+                      str(s.corrected))
+    return table

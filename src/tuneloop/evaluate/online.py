@@ -91,30 +91,43 @@ def evaluate_online(project: Any, actor: Actor, *, since: str | dt.timedelta | d
 
         judge = LLMJudge(model=judge_model, use_reference=False)
     for name, rows in sorted(by_variant.items()):
-        ok = [r for r in rows if 200 <= r.status < 300 and not r.error]
-        lat = latency_mod.summarize([(r.ttft_ms or 0.0) / 1000 for r in ok],
-                                    [r.total_ms / 1000 for r in ok],
-                                    [r.prompt_tokens for r in ok],
-                                    [r.completion_tokens for r in ok],
-                                    concurrency=0)
-        lat.pop("concurrency")  # real traffic: whatever concurrency users produced
+        data = _figures(rows, feedback)
         rated = [(r, rating) for r, rating in ((r, _last_rating(feedback[r.id])) for r in rows)
                  if rating is not None]
-        positive = sum(1 for _, rating in rated if rating > 0)
-        corrections = sum(1 for r in rows for fb in feedback[r.id] if fb.corrected)
-        data: dict[str, Any] = {
-            "requests": len(rows), "errors": len(rows) - len(ok), "latency": lat,
-            "feedback": {"rated": len(rated), "positive": positive,
-                         "positive_rate": positive / len(rated) if rated else None,
-                         "negative_rate": (len(rated) - positive) / len(rated) if rated else None,
-                         "corrections": corrections,
-                         "feedback_rate": sum(1 for r in rows if feedback[r.id]) / len(rows)},
-        }
         if judge is not None and rated:
             data["judge_agreement"] = _agreement(project, actor, judge, name,
                                                  rated[:judge_limit])
         result["variants"][name] = data
+    # Routed requests by the slice their router predicted: a degrading kind of question shows.
+    by_slice: dict[str, list[RequestLog]] = defaultdict(list)
+    for log in logs:
+        if log.predicted_slice is not None and log.shadow_of is None:
+            by_slice[log.predicted_slice].append(log)
+    result["slices"] = {name: _figures(rows, feedback) for name, rows in sorted(by_slice.items())}
     return result
+
+
+def _figures(rows: list[RequestLog], feedback: dict[str, list[Feedback]]) -> dict[str, Any]:
+    """Requests, errors, latency and feedback of one group of logged requests."""
+    ok = [r for r in rows if 200 <= r.status < 300 and not r.error]
+    lat = latency_mod.summarize([(r.ttft_ms or 0.0) / 1000 for r in ok],
+                                [r.total_ms / 1000 for r in ok],
+                                [r.prompt_tokens for r in ok],
+                                [r.completion_tokens for r in ok],
+                                concurrency=0)
+    lat.pop("concurrency")  # real traffic: whatever concurrency users produced
+    rated = [rating for rating in (_last_rating(feedback[r.id]) for r in rows)
+             if rating is not None]
+    positive = sum(1 for rating in rated if rating > 0)
+    corrections = sum(1 for r in rows for fb in feedback[r.id] if fb.corrected)
+    return {
+        "requests": len(rows), "errors": len(rows) - len(ok), "latency": lat,
+        "feedback": {"rated": len(rated), "positive": positive,
+                     "positive_rate": positive / len(rated) if rated else None,
+                     "negative_rate": (len(rated) - positive) / len(rated) if rated else None,
+                     "corrections": corrections,
+                     "feedback_rate": sum(1 for r in rows if feedback[r.id]) / len(rows)},
+    }
 
 
 def _last_rating(items: list[Feedback]) -> int | None:

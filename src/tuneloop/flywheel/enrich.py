@@ -48,7 +48,8 @@ SPLIT_SHARES = (("train", 0.8), ("validation", 0.1), ("test", 0.1))
 
 @dataclass(frozen=True)
 class Filters:
-    """Which logged requests to consider. `slice` keeps requests whose prompt mentions it."""
+    """Which logged requests to consider. `slice` keeps requests whose predicted slice it is
+    (routed requests) or whose prompt mentions it."""
 
     variant: str | None = None
     audience: str | None = None
@@ -103,6 +104,7 @@ def enrich(project: Project, actor: Actor, name: str, *, filters: Filters | None
             purpose=f"enrich dataset {name}: the versions it extends or is compared with")})
     records = _new_records(candidates, compared, threshold or _threshold(project, name),
                            filters, report)
+    _keep_predicted_slices(project, name, records, logs)
     report.request_ids = [r["metadata"]["request_id"] for r in records]
     if not records:
         return report
@@ -157,6 +159,25 @@ def _new_records(candidates: list[_Candidate], compared: list[DatasetVersion], t
     return records
 
 
+def _keep_predicted_slices(project: Project, name: str, records: list[dict[str, Any]],
+                           logs: list[RequestLog]) -> None:
+    """Keep what a routed variant's router predicted (slice, confidence) on each new record,
+    and fill the dataset's `slice_field` with it where the record has none, so a router can be
+    retrained from production traffic (`metadata.slice_source` says the label is predicted)."""
+    by_id = {log.id: log for log in logs}
+    config = project.config.dataset(name)
+    slice_field = config.slice_field if config is not None else None
+    for record in records:
+        log = by_id.get(record["metadata"]["request_id"])
+        if log is None or log.predicted_slice is None:
+            continue
+        meta = record["metadata"]
+        meta["predicted_slice"] = log.predicted_slice
+        meta["slice_confidence"] = log.slice_confidence
+        if slice_field and slice_field not in meta:
+            meta[slice_field], meta["slice_source"] = log.predicted_slice, "router"
+
+
 def _taint(used: list[RequestLog], previous: DatasetVersion | None) -> tuple[int, set[str]]:
     """The new version's tier and Tier 2 roots: the logs it holds, named as the approval names
     them, and the previous version it extends."""
@@ -186,8 +207,8 @@ def _select(project: Project, f: Filters) -> tuple[list[RequestLog], dict[str, l
                     .scalars())
         if f.slice:
             needle = f.slice.lower()
-            logs = [log for log in logs
-                    if any(needle in str(m.get("content") or "").lower() for m in log.prompt)]
+            logs = [log for log in logs if (log.predicted_slice or "").lower() == needle
+                    or any(needle in str(m.get("content") or "").lower() for m in log.prompt)]
         ids = [log.id for log in logs]
         feedback: dict[str, list[Feedback]] = {}
         items: dict[str, ReviewItem] = {}

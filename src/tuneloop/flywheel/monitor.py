@@ -1,6 +1,9 @@
 """Monitoring from the request log: per variant and per time bucket, latency percentiles, error
 rate and feedback rates, compared with the project's latency SLO (`latency` in `tuneloop.yaml`).
 
+Requests a routed variant sent are also grouped by the slice its router predicted (`slices`),
+so a kind of question that degrades is visible even when its variant looks fine overall.
+
 A variant breaches the SLO when, over the whole window, its p95 total latency is above
 `latency.p95_ms` or its p95 time to first token above `latency.ttft_ms`, or its error rate is
 above the allowed rate. Shadow copies are left out: users never waited for them.
@@ -69,10 +72,11 @@ class MonitorReport:
     bucket: dt.timedelta
     slo: dict[str, float]
     variants: list[VariantHealth]
+    slices: list[VariantHealth] = field(default_factory=list)  # by predicted slice
 
     @property
     def breached(self) -> bool:
-        return any(v.breaches for v in self.variants)
+        return any(v.breaches for v in (*self.variants, *self.slices))
 
 
 def monitor(project: Project, *, since: dt.datetime | None = None,
@@ -89,7 +93,7 @@ def monitor(project: Project, *, since: dt.datetime | None = None,
     latency = project.config.latency
     slo = {"p95_ms": latency.p95_ms, "ttft_ms": latency.ttft_ms, "error_rate": max_error_rate}
     query = select(RequestLog.id, RequestLog.variant, RequestLog.created_at, RequestLog.status,
-                   RequestLog.total_ms, RequestLog.ttft_ms).where(
+                   RequestLog.total_ms, RequestLog.ttft_ms, RequestLog.predicted_slice).where(
         RequestLog.created_at >= since, RequestLog.created_at < until,
         RequestLog.shadow_of.is_(None), RequestLog.variant.is_not(None))
     if variant:
@@ -98,20 +102,31 @@ def monitor(project: Project, *, since: dt.datetime | None = None,
         rows = session.execute(query).all()
         ratings = _ratings(session, since, until)
     by_variant: dict[str, list[tuple]] = {}
+    by_slice: dict[str, list[tuple]] = {}
     for row in rows:
         by_variant.setdefault(row.variant, []).append(tuple(row))
+        if row.predicted_slice is not None:
+            by_slice.setdefault(row.predicted_slice, []).append(tuple(row))
     report = MonitorReport(since, until, bucket, slo, [])
-    for name in sorted(by_variant):
-        items = by_variant[name]
-        health = VariantHealth(name, _stats(items, ratings))
-        starts: dict[dt.datetime, list[tuple]] = {}
-        for item in items:
-            starts.setdefault(_floor(item[2], since, bucket), []).append(item)
-        health.buckets = [(start, _stats(starts[start], ratings)) for start in sorted(starts)]
-        if health.total.requests >= min_requests:
-            health.breaches = _breaches(health.total, slo)
-        report.variants.append(health)
+    report.variants = [_health(name, items, ratings, since, bucket, slo, min_requests)
+                       for name, items in sorted(by_variant.items())]
+    report.slices = [_health(name, items, ratings, since, bucket, slo, min_requests)
+                     for name, items in sorted(by_slice.items())]
     return report
+
+
+def _health(name: str, items: list[tuple], ratings: dict[str, tuple[int | None, bool]],
+            since: dt.datetime, bucket: dt.timedelta, slo: dict[str, float],
+            min_requests: int) -> VariantHealth:
+    """One group's figures (a variant's, or a predicted slice's) over the window and buckets."""
+    health = VariantHealth(name, _stats(items, ratings))
+    starts: dict[dt.datetime, list[tuple]] = {}
+    for item in items:
+        starts.setdefault(_floor(item[2], since, bucket), []).append(item)
+    health.buckets = [(start, _stats(starts[start], ratings)) for start in sorted(starts)]
+    if health.total.requests >= min_requests:
+        health.breaches = _breaches(health.total, slo)
+    return health
 
 
 def _ratings(session, since: dt.datetime, until: dt.datetime) -> dict[str, tuple[int | None,

@@ -189,6 +189,13 @@ def _draw(project: Project, run: EvalRun) -> dict[str, str]:
     summary = run.summary or {}
     if not summary.get("per_variant"):
         return {}
+    if summary.get("kind") == "routed":  # a routed evaluation: no outputs of its own
+        from tuneloop.router.report import confusion_svg
+
+        return {"Router confusion matrix": confusion_svg(summary["router"],
+                                                         summary.get("slice_field") or "slice"),
+                "Routed against each variant": charts_mod.forest(
+                    summary.get("comparisons", []), "Routed − single variant", "comparisons")}
     result = load_run(project, run.id)
     return {
         "Quality vs latency": charts_mod.quality_vs_latency(summary),

@@ -25,10 +25,12 @@ async def overview(request: Request) -> HTMLResponse:
 
     def gather() -> dict[str, Any]:
         from tuneloop import rollout
+        from tuneloop.flywheel.monitor import monitor
 
         return {"datasets": loop_data.datasets(project), "models": loop_data.models(project),
                 "variants": loop_data.variants(project),
-                "rollouts": [rollout.state(project, a) for a in rollout.aliases(project)]}
+                "rollouts": [rollout.state(project, a) for a in rollout.aliases(project)],
+                "slices": monitor(project).slices}
 
     return ui.render(request, "overview.html.j2", actor, **await anyio.to_thread.run_sync(gather))
 
