@@ -99,7 +99,7 @@ def check_gates(project: Project, actor: Actor, variant: str) -> dict[str, Any]:
         raise GateFailed(
             f"variant {variant!r} cannot go public: its latest evaluation did not pass its gates"
             + (f" ({gate.detail})" if gate.detail else ""),
-            hint=f"run `tuneloop evaluate --variant {variant}` and fix what fails first")
+            hint=f"run `tuneloop eval --variants {variant}` and fix what fails first")
     approvals: list[int] = []
     if resource.tier >= 2:
         # A Tier 2 variant in front of customers is a use of customer data: the one gate decides.
