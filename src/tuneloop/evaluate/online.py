@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tuneloop.errors import InvalidRequest
-from tuneloop.evaluate import latency as latency_mod
+from tuneloop.evaluate import traffic
 from tuneloop.governance import require
 from tuneloop.governance.tiers import Actor, Resource
 from tuneloop.store import utcnow
@@ -63,7 +63,8 @@ def evaluate_online(project: Any, actor: Actor, *, since: str | dt.timedelta | d
     """Per-variant latency, error and feedback figures over the window; judge agreement if asked.
 
     `judge_model` names a model for `LLMJudge`; Python callers may pass a metric as `judge`.
-    Shadow requests count for latency (users did not see them, so they get no feedback).
+    Requests are counted by `evaluate.traffic`'s rules, as `tuneloop monitor` counts them;
+    shadow copies are reported apart, under `shadow` (users never saw them: no feedback).
     """
     start, end = parse_window(since, until)
     with project.store.session(write=False) as session:
@@ -80,9 +81,12 @@ def evaluate_online(project: Any, actor: Actor, *, since: str | dt.timedelta | d
             for fb in session.scalars(select(Feedback).where(Feedback.request_id.in_(chunk))
                                       .order_by(Feedback.id)):
                 feedback[fb.request_id].append(fb)
+    summed = {rid: traffic.summarize_feedback((fb.rating, bool(fb.corrected)) for fb in items)
+              for rid, items in feedback.items()}
     by_variant: dict[str, list[RequestLog]] = defaultdict(list)
+    shadows: dict[str, list[RequestLog]] = defaultdict(list)
     for log in logs:
-        by_variant[str(log.variant)].append(log)
+        (shadows if log.shadow_of else by_variant)[str(log.variant)].append(log)
     result: dict[str, Any] = {"window": {"start": start.isoformat(timespec="seconds"),
                                          "end": end.isoformat(timespec="seconds")},
                               "variants": {}}
@@ -90,8 +94,12 @@ def evaluate_online(project: Any, actor: Actor, *, since: str | dt.timedelta | d
         from tuneloop.evaluate.metrics.judge import LLMJudge
 
         judge = LLMJudge(model=judge_model, use_reference=False)
-    for name, rows in sorted(by_variant.items()):
-        data = _figures(rows, feedback)
+    for name in sorted(set(by_variant) | set(shadows)):
+        rows = by_variant.get(name, [])
+        data = _figures(rows, summed)
+        if name in shadows:
+            data["shadow"] = traffic.shadow_figures(
+                (_logged(r), r.finish_reason or "") for r in shadows[name])
         rated = [(r, rating) for r, rating in ((r, _last_rating(feedback[r.id])) for r in rows)
                  if rating is not None]
         if judge is not None and rated:
@@ -103,31 +111,21 @@ def evaluate_online(project: Any, actor: Actor, *, since: str | dt.timedelta | d
     for log in logs:
         if log.predicted_slice is not None and log.shadow_of is None:
             by_slice[log.predicted_slice].append(log)
-    result["slices"] = {name: _figures(rows, feedback) for name, rows in sorted(by_slice.items())}
+    result["slices"] = {name: _figures(rows, summed) for name, rows in sorted(by_slice.items())}
     return result
 
 
-def _figures(rows: list[RequestLog], feedback: dict[str, list[Feedback]]) -> dict[str, Any]:
-    """Requests, errors, latency and feedback of one group of logged requests."""
-    ok = [r for r in rows if 200 <= r.status < 300 and not r.error]
-    lat = latency_mod.summarize([(r.ttft_ms or 0.0) / 1000 for r in ok],
-                                [r.total_ms / 1000 for r in ok],
-                                [r.prompt_tokens for r in ok],
-                                [r.completion_tokens for r in ok],
-                                concurrency=0)
-    lat.pop("concurrency")  # real traffic: whatever concurrency users produced
-    rated = [rating for rating in (_last_rating(feedback[r.id]) for r in rows)
-             if rating is not None]
-    positive = sum(1 for rating in rated if rating > 0)
-    corrections = sum(1 for r in rows for fb in feedback[r.id] if fb.corrected)
-    return {
-        "requests": len(rows), "errors": len(rows) - len(ok), "latency": lat,
-        "feedback": {"rated": len(rated), "positive": positive,
-                     "positive_rate": positive / len(rated) if rated else None,
-                     "negative_rate": (len(rated) - positive) / len(rated) if rated else None,
-                     "corrections": corrections,
-                     "feedback_rate": sum(1 for r in rows if feedback[r.id]) / len(rows)},
-    }
+def _logged(log: RequestLog) -> traffic.Logged:
+    return traffic.Logged(log.id, log.status, log.total_ms, log.ttft_ms, log.prompt_tokens,
+                          log.completion_tokens)
+
+
+def _figures(rows: list[RequestLog],
+             feedback: dict[str, traffic.RequestFeedback]) -> dict[str, Any]:
+    """Requests, errors, latency and feedback of one group of served requests."""
+    data = traffic.figures((_logged(r) for r in rows), feedback)
+    return {"requests": data.requests, "errors": data.errors, "latency": data.latency(),
+            "feedback": data.feedback()}
 
 
 def _last_rating(items: list[Feedback]) -> int | None:

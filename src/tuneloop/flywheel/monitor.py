@@ -6,7 +6,8 @@ so a kind of question that degrades is visible even when its variant looks fine 
 
 A variant breaches the SLO when, over the whole window, its p95 total latency is above
 `latency.p95_ms` or its p95 time to first token above `latency.ttft_ms`, or its error rate is
-above the allowed rate. Shadow copies are left out: users never waited for them.
+above the allowed rate. Requests are counted by `evaluate.traffic`'s rules, the ones `eval
+online` uses: shadow copies are left out (users never waited for them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import select
 
+from tuneloop.evaluate import traffic
 from tuneloop.store.models import utcnow
 from tuneloop.store.serving import Feedback, RequestLog
 
@@ -93,7 +95,8 @@ def monitor(project: Project, *, since: dt.datetime | None = None,
     latency = project.config.latency
     slo = {"p95_ms": latency.p95_ms, "ttft_ms": latency.ttft_ms, "error_rate": max_error_rate}
     query = select(RequestLog.id, RequestLog.variant, RequestLog.created_at, RequestLog.status,
-                   RequestLog.total_ms, RequestLog.ttft_ms, RequestLog.predicted_slice).where(
+                   RequestLog.total_ms, RequestLog.ttft_ms, RequestLog.predicted_slice,
+                   RequestLog.prompt_tokens, RequestLog.completion_tokens).where(
         RequestLog.created_at >= since, RequestLog.created_at < until,
         RequestLog.shadow_of.is_(None), RequestLog.variant.is_not(None))
     if variant:
@@ -115,7 +118,7 @@ def monitor(project: Project, *, since: dt.datetime | None = None,
     return report
 
 
-def _health(name: str, items: list[tuple], ratings: dict[str, tuple[int | None, bool]],
+def _health(name: str, items: list[tuple], ratings: dict[str, traffic.RequestFeedback],
             since: dt.datetime, bucket: dt.timedelta, slo: dict[str, float],
             min_requests: int) -> VariantHealth:
     """One group's figures (a variant's, or a predicted slice's) over the window and buckets."""
@@ -129,39 +132,25 @@ def _health(name: str, items: list[tuple], ratings: dict[str, tuple[int | None, 
     return health
 
 
-def _ratings(session, since: dt.datetime, until: dt.datetime) -> dict[str, tuple[int | None,
-                                                                                    bool]]:
-    """The latest rating and whether a correction was given, per request id."""
-    out: dict[str, tuple[int | None, bool]] = {}
+def _ratings(session, since: dt.datetime,
+             until: dt.datetime) -> dict[str, traffic.RequestFeedback]:
+    """Each request's feedback in the window, summed up by the shared rules."""
+    items: dict[str, list[tuple[int | None, bool]]] = {}
     query = select(Feedback.request_id, Feedback.rating, Feedback.corrected).join(
         RequestLog, RequestLog.id == Feedback.request_id).where(
         RequestLog.created_at >= since, RequestLog.created_at < until).order_by(Feedback.id)
     for request_id, rating, corrected in session.execute(query):
-        old_rating, old_corrected = out.get(request_id, (None, False))
-        out[request_id] = (rating if rating is not None else old_rating,
-                           old_corrected or corrected is not None)
-    return out
+        items.setdefault(request_id, []).append((rating, bool(corrected)))
+    return {rid: traffic.summarize_feedback(given) for rid, given in items.items()}
 
 
-def _stats(items: list[tuple], ratings: dict[str, tuple[int | None, bool]]) -> Stats:
-    stats = Stats(requests=len(items))
-    ok = [i for i in items if i[3] < 400]
-    stats.errors = len(items) - len(ok)
-    if ok:
-        total = np.array([i[4] for i in ok], dtype=float)
-        stats.p50_ms, stats.p95_ms = (float(np.percentile(total, q)) for q in (50, 95))
-        ttft = np.array([i[5] for i in ok if i[5] is not None], dtype=float)
-        if ttft.size:
-            stats.ttft_p50_ms, stats.ttft_p95_ms = (float(np.percentile(ttft, q))
-                                                    for q in (50, 95))
-    for item in items:
-        rating, corrected = ratings.get(item[0], (None, False))
-        stats.corrected += corrected
-        if rating is not None:
-            stats.rated += 1
-            stats.thumbs_up += rating > 0
-            stats.thumbs_down += rating < 0
-    return stats
+def _stats(items: list[tuple], ratings: dict[str, traffic.RequestFeedback]) -> Stats:
+    data = traffic.figures((traffic.Logged(i[0], i[3], i[4], i[5], i[7], i[8]) for i in items),
+                           ratings)
+    return Stats(requests=data.requests, errors=data.errors, p50_ms=data.total_p(50),
+                 p95_ms=data.total_p(95), ttft_p50_ms=data.ttft_p(50),
+                 ttft_p95_ms=data.ttft_p(95), rated=data.rated, thumbs_up=data.up,
+                 thumbs_down=data.down, corrected=data.corrected)
 
 
 def _breaches(stats: Stats, slo: dict[str, float]) -> list[str]:
