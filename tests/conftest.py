@@ -9,8 +9,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tuneloop import Project
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -94,6 +98,93 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: s
     root = tmp_path / "proj"
     Project.init(root).close()
     return root
+
+
+PROJECT_CONFIG = """\
+version: 1
+task:
+  name: flywheel-test
+  system_prompt: You answer support questions briefly.
+latency: {p95_ms: 1000, ttft_ms: 300}
+variants:
+  - name: base
+  - name: candidate
+    prompt: You answer very briefly.
+privacy:
+  retention_days: {1: 365, 2: 30}
+"""
+
+
+def open_project(root: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+                 config: str = PROJECT_CONFIG) -> Project:
+    """A project with `config` as its tuneloop.yaml (by default two variants, base and
+    candidate) whose store is on the given backend."""
+    from tuneloop import Project
+
+    if database_url.startswith("postgres"):
+        monkeypatch.setenv("TUNELOOP_DATABASE_URL", database_url)
+    else:
+        monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tuneloop.yaml").write_text(config, encoding="utf-8")
+    Project.init(root).close()
+    return Project.open(root)
+
+
+@pytest.fixture
+def project_config() -> str:
+    """The tuneloop.yaml of the `project` fixture; a test module overrides this fixture to
+    give its project other settings."""
+    return PROJECT_CONFIG
+
+
+@pytest.fixture
+def project(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+            project_config: str) -> Iterator[Project]:
+    """An open project on the parametrised backend (`project_config` as its configuration),
+    closed after the test."""
+    opened = open_project(tmp_path / "proj", database_url, monkeypatch, project_config)
+    yield opened
+    opened.close()
+
+
+KB_CONFIG = """
+version: 1
+task: {name: rag-test}
+sources:
+  - {name: handbook, path: handbook, kind: documents, tier: 1}
+  - {name: tickets, path: tickets, kind: documents, tier: 2}
+knowledge_base:
+  sources: [handbook, tickets]
+  chunk_tokens: 128
+  overlap_tokens: 16
+"""
+HANDBOOK = {
+    "refunds.md": "# Refund policy\n\nAnnual plans are refunded within 30 days of purchase.\n",
+    "linux.md": "# Linux install\n\nRaise the inotify watch limit with sysctl when sync is slow.\n",
+    "sso.md": "# Single sign-on\n\nSAML needs the identity provider metadata URL.\n",
+}
+TICKETS = {
+    "t1.md": "# Ticket 1\n\nAcme Corp asked for a refund of their annual plan after 40 days.\n",
+    "t2.md": "# Ticket 2\n\nGlobex cannot sync: the inotify watch limit was reached.\n",
+}
+
+
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    """Write `files` (name -> text) into `folder`, made if missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def kb_dir(project_dir: Path) -> Path:
+    """The initialised project folder with a knowledge base: a Tier 1 handbook (three
+    documents) and Tier 2 tickets (two), declared in its tuneloop.yaml (`KB_CONFIG`)."""
+    (project_dir / "tuneloop.yaml").write_text(KB_CONFIG, encoding="utf-8")
+    write_files(project_dir / "handbook", HANDBOOK)
+    write_files(project_dir / "tickets", TICKETS)
+    return project_dir
 
 
 def run_cli(

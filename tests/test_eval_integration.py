@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import tuneloop.engines
 from tests.conftest import run_cli
 from tuneloop import Project
-
-if not hasattr(tuneloop.engines, "load_engine"):
-    # The engines stage provides `load_engine`; until it is in the checkout nothing can run here.
-    pytestmark = pytest.mark.skip(reason="tuneloop.engines.load_engine is not available yet")
 
 CONFIG = """
 version: 1
@@ -29,7 +24,7 @@ metrics:
     required: false
   - name: llm_judge
     required: false
-    params: {{model: base, max_tokens: 8}}
+    params: {{model: {judge}, max_tokens: 1}}
 latency:
   p95_ms: 600000
   ttft_ms: 600000
@@ -59,9 +54,10 @@ variants:
 """
 
 
-def write_project(root: Path, model: Path, threshold: float) -> None:
+def write_project(root: Path, model: Path, judge: Path, threshold: float) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "tuneloop.yaml").write_text(CONFIG.format(threshold=threshold, model=model))
+    (root / "tuneloop.yaml").write_text(CONFIG.format(threshold=threshold, model=model,
+                                                      judge=judge))
     (root / "data").mkdir(exist_ok=True)
     topics = ["billing", "sync", "security"]
     with (root / "data" / "qa.jsonl").open("w") as handle:
@@ -82,12 +78,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_gguf(tiny_llama(folder), folder / "tiny.gguf", quantization="f16")
 
 
+@pytest.fixture(scope="module")
+def judge_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real tiny model (served by the transformers engine) whose every reply is "4"."""
+    from tuneloop.engines.testing import fixed_answer_llama
+
+    return fixed_answer_llama(tmp_path_factory.mktemp("judge"), "4")
+
+
 @pytest.mark.slow
 def test_eval_command_measures_real_variants_and_exits_by_the_gates(
-        tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, tiny_model: Path, judge_model: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
     root = tmp_path / "proj"
-    write_project(root, tiny_model, threshold=0.99)  # a random model cannot reach this
+    write_project(root, tiny_model, judge_model, threshold=0.99)  # a random model cannot reach this
     project = Project.init(root)
     from tuneloop.data.build import build_dataset
 
@@ -111,12 +116,10 @@ def test_eval_command_measures_real_variants_and_exits_by_the_gates(
         assert out.prompt_tokens > 5
         assert 0.0 <= out.scores["rouge_l"] <= 1.0
         assert out.scores["key_facts"] in (0.0, 1.0)  # one key fact per example
-    # the judge (the same tiny engine) graded every answer or left it unscored, and said so
-    ungraded = sum(1 for out in run.outputs if out.scores["llm_judge"] is None)
-    graded = [out.scores["llm_judge"] for out in run.outputs if out.scores["llm_judge"] is not None]
-    assert all(0.0 <= g <= 1.0 for g in graded)
-    if ungraded:
-        assert f"{ungraded} of {2 * n_test} judge replies" in " ".join(run.summary["notes"])
+    # the judge's real engine replies "4" on the 1..5 scale to every answer: (4 - 1) / 4
+    assert [out.scores["llm_judge"] for out in run.outputs] == [0.75] * (2 * n_test)
+    assert not any("judge replies" in note for note in run.summary["notes"])
+    assert run.summary["per_variant"]["long"]["quality"]["llm_judge"] == pytest.approx(0.75)
     latency = run.summary["per_variant"]["long"]["latency"]
     assert latency["concurrency"] == 2 and latency["total_ms_p95"] >= latency["total_ms_p50"] > 0
     assert run.summary["slice_field"] == "category"
@@ -124,7 +127,7 @@ def test_eval_command_measures_real_variants_and_exits_by_the_gates(
     project.close()
 
     # With thresholds the variant can reach, the same command exits 0.
-    write_project(root, tiny_model, threshold=0.0)
+    write_project(root, tiny_model, judge_model, threshold=0.0)
     passing = run_cli("eval", "--variants", "short", "--limit", "2", cwd=root)
     assert passing.returncode == 0, passing.stdout + passing.stderr
     assert "report.html" in passing.stdout

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_flywheel_support import log_request, person, rate
 from tuneloop import Project
 from tuneloop.engines.base import Completion, Engine, GenerationParams, Message
 from tuneloop.errors import ApprovalRequired, InvalidRequest
 from tuneloop.evaluate.metrics.judge import LLMJudge
 from tuneloop.evaluate.online import cohen_kappa, evaluate_online, parse_window
 from tuneloop.governance.principals import actor_of, ensure_principal
-from tuneloop.store import utcnow
-from tuneloop.store.serving import Feedback, RequestLog
 
 
 class ScriptedJudge(Engine):
@@ -36,36 +35,31 @@ class ScriptedJudge(Engine):
         return 10
 
 
-def add_log(session, rid: str, variant: str, *, output: str, total_ms: float, ttft_ms: float,
-            minutes_ago: float = 5, status: int = 200, tier: int = 1,
-            rating: int | None = None, corrected: str | None = None) -> None:
-    session.add(RequestLog(id=rid, created_at=utcnow() - dt.timedelta(minutes=minutes_ago),
-                           principal="ines", audience="internal", model="assistant",
-                           variant=variant, tier=tier, status=status,
-                           error="" if status == 200 else "boom",
-                           prompt=[{"role": "user", "content": f"question {rid}"}],
-                           output=output, prompt_tokens=20, completion_tokens=10,
-                           ttft_ms=ttft_ms, total_ms=total_ms))
-    session.flush()
+def add_log(project: Project, variant: str, *, output: str, total_ms: float, ttft_ms: float,
+            minutes_ago: float = 5, status: int = 200, audience: str = "internal",
+            rating: int | None = None, corrected: str | None = None) -> str:
+    """Log a request through the server's redacting writer, and rate it as its caller would."""
+    rid = log_request(project, f"question for {variant}", output, variant=variant,
+                      principal="ines", audience=audience, status=status, total_ms=total_ms,
+                      ttft_ms=ttft_ms, age=dt.timedelta(minutes=minutes_ago))
     if rating is not None or corrected is not None:
-        session.add(Feedback(request_id=rid, principal="ines", rating=rating,
-                             corrected=corrected))
+        rate(project, person(project, "ines", audience=audience), rid, rating, corrected)
+    return rid
 
 
 @pytest.fixture
 def project(project_dir: Path):
     project = Project.open(project_dir)
-    with project.store.session() as session:
-        # variant a: 4 requests, 3 rated; the judge agrees with people on 2 of 3
-        add_log(session, "a1", "a", output="GOOD answer", total_ms=100, ttft_ms=10, rating=1)
-        add_log(session, "a2", "a", output="BAD answer", total_ms=200, ttft_ms=20, rating=-1)
-        add_log(session, "a3", "a", output="GOOD answer", total_ms=300, ttft_ms=30, rating=-1,
-                corrected="the right answer")
-        add_log(session, "a4", "a", output="x", total_ms=400, ttft_ms=40)
-        # variant b: one failed request, one outside the window
-        add_log(session, "b1", "b", output="ok", total_ms=1000, ttft_ms=100, rating=1)
-        add_log(session, "b2", "b", output="", total_ms=5, ttft_ms=5, status=502)
-        add_log(session, "b3", "b", output="old", total_ms=9000, ttft_ms=900, minutes_ago=3000)
+    # variant a: 4 requests, 3 rated; the judge agrees with people on 2 of 3
+    add_log(project, "a", output="GOOD answer", total_ms=100, ttft_ms=10, rating=1)
+    add_log(project, "a", output="BAD answer", total_ms=200, ttft_ms=20, rating=-1)
+    add_log(project, "a", output="GOOD answer", total_ms=300, ttft_ms=30, rating=-1,
+            corrected="the right answer")
+    add_log(project, "a", output="x", total_ms=400, ttft_ms=40)
+    # variant b: one failed request, one outside the window
+    add_log(project, "b", output="ok", total_ms=1000, ttft_ms=100, rating=1)
+    add_log(project, "b", output="", total_ms=5, ttft_ms=5, status=502)
+    add_log(project, "b", output="old", total_ms=9000, ttft_ms=900, minutes_ago=3000)
     yield project
     project.close()
 
@@ -93,8 +87,8 @@ def test_judge_agreement_with_human_ratings_is_reported(project) -> None:
 
 
 def test_judging_tier2_logs_needs_an_evaluate_approval(project) -> None:
-    with project.store.session() as session:
-        add_log(session, "c1", "c", output="GOOD", total_ms=1, ttft_ms=1, tier=2, rating=1)
+    # a public caller's request is customer data: Tier 2
+    add_log(project, "c", output="GOOD", total_ms=1, ttft_ms=1, audience="public", rating=1)
     with project.store.session() as session:
         dev = actor_of(ensure_principal(session, "dan", role="developer"))
     judge = LLMJudge(engine=ScriptedJudge())

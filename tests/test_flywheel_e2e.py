@@ -46,9 +46,7 @@ server: {{app_alias: assistant}}
 @pytest.mark.slow
 def test_served_feedback_becomes_a_trained_and_evaluated_model_with_lineage(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The model registry and engine loading belong to the engines stage; run once they exist.
-    registry = pytest.importorskip("tuneloop.engines.registry")
-    from tuneloop.engines import testing
+    from tuneloop.engines import registry, testing
     from tuneloop.evaluate.run import evaluate
     from tuneloop.flywheel.enrich import enrich
     from tuneloop.governance import principals

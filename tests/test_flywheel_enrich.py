@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ from tuneloop.flywheel import review
 from tuneloop.flywheel.enrich import Filters, enrich
 from tuneloop.governance import approvals, audit
 from tuneloop.store.models import utcnow
-
-
-@pytest.fixture
-def project(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
-            ) -> Iterator[Project]:
-    p = open_project(tmp_path / "proj", database_url, monkeypatch)
-    yield p
-    p.close()
 
 
 def test_correction_replaces_output_and_thumbs_down_goes_to_review(project: Project) -> None:

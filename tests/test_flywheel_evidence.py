@@ -3,26 +3,66 @@ and a satisfaction not significantly worse than the variant it replaces."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.test_flywheel_support import CONFIG, log_request, open_project, person, rate, sqlite_only
-from tests.test_serve_rollout import record_eval
+from tests.test_flywheel_support import CONFIG, log_request, person, rate, sqlite_only
 from tuneloop import Project, rollout
 from tuneloop.errors import GateFailed
 from tuneloop.flywheel.evidence import evaluate_promotion
 from tuneloop.governance import audit
 
+EVALUATION = """\
+base_model: {{name: tiny, path: {model}}}
+sources:
+  - {{name: qa, path: qa.jsonl, kind: records, tier: 1}}
+datasets:
+  - name: qa
+    sources: [qa]
+    split: {{train: 0.5, validation: 0.0, test: 0.5}}
+    redact: false
+    min_output_tokens: 0
+metrics:
+  - {{name: rouge_l, threshold: 0.0, primary: true}}
+rollout: {{min_rated_requests: 10}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random llama in GGUF, served by llama.cpp in milliseconds."""
+    from tuneloop.engines.testing import tiny_gguf
+
+    return tiny_gguf(tmp_path_factory.mktemp("models"))
+
 
 @pytest.fixture
-def project(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
-            ) -> Iterator[Project]:
-    config = CONFIG + "rollout: {min_rated_requests: 10}\n"
-    p = open_project(tmp_path / "proj", database_url, monkeypatch, config)
-    yield p
-    p.close()
+def project_config(tiny_model: Path) -> str:
+    """The conftest `project` on the tiny model, with a dataset to evaluate on and gates any
+    answer passes (rouge_l >= 0, a latency SLO no machine misses), promoted only after 10
+    rated requests."""
+    config = CONFIG.replace("latency: {p95_ms: 1000, ttft_ms: 300}",
+                            "latency: {p95_ms: 600000, ttft_ms: 600000}")
+    return config + EVALUATION.format(model=tiny_model)
+
+
+def evaluated(project: Project, variants: list[str]) -> None:
+    """`variants` evaluated by `evaluate()` on the tiny model, their gates passed: the summary
+    the rollout gate reads is the one the evaluation stage wrote."""
+    from tuneloop.data.build import build_dataset
+    from tuneloop.evaluate.run import evaluate
+
+    with (project.root / "qa.jsonl").open("w", encoding="utf-8") as handle:
+        for i in range(8):
+            handle.write(json.dumps({"messages": [
+                {"role": "user", "content": f"How long does step {i} take?"},
+                {"role": "assistant", "content": f"Step {i} takes {i} days."}]}) + "\n")
+    version = build_dataset(project, project.actor(), "qa")
+    result = evaluate(project, project.actor(), variants, f"qa@{version.id}", limit=2,
+                      report=False)
+    assert [result.per_variant[v]["passed"] for v in variants] == [True] * len(variants)
 
 
 def ratings(project: Project, variant: str, up: int, down: int,
@@ -62,8 +102,7 @@ def test_slightly_lower_but_not_significantly_worse_passes(project: Project) -> 
 
 def test_rollout_promote_uses_the_online_evidence(project: Project) -> None:
     me = project.actor()
-    record_eval(project, "base", passed=True)
-    record_eval(project, "candidate", passed=True)
+    evaluated(project, ["base", "candidate"])
     rollout.set_stage(project, me, "assistant", "base", "all")
     rollout.set_stage(project, me, "assistant", "candidate", "internal")
     ratings(project, "candidate", up=2, down=2)

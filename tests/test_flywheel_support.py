@@ -1,15 +1,16 @@
-"""Helpers for the flywheel tests: a project on the parametrised store, logged requests written
-through the serving stage's own functions, and feedback given through them. No tests here."""
+"""Helpers for the flywheel tests: logged requests written through the serving stage's own
+functions, and feedback given through them. No tests here. (The project on the parametrised
+store is the `project` fixture of conftest.py; `open_project` and `CONFIG` are re-exported.)"""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
+from tests.conftest import PROJECT_CONFIG, open_project
 from tuneloop import Project
 from tuneloop.governance import principals
 from tuneloop.governance.tiers import Actor
@@ -18,34 +19,11 @@ from tuneloop.serve.schemas import FeedbackRequest
 from tuneloop.store.models import utcnow
 from tuneloop.store.serving import RequestLog
 
-CONFIG = """\
-version: 1
-task:
-  name: flywheel-test
-  system_prompt: You answer support questions briefly.
-latency: {p95_ms: 1000, ttft_ms: 300}
-variants:
-  - name: base
-  - name: candidate
-    prompt: You answer very briefly.
-privacy:
-  retention_days: {1: 365, 2: 30}
-"""
+CONFIG = PROJECT_CONFIG  # the flywheel tests' two variants, base and candidate
+
+__all__ = ["CONFIG", "log_request", "open_project", "person", "rate", "records", "sqlite_only"]
 
 _counter = {"n": 0}
-
-
-def open_project(root: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
-                 config: str = CONFIG) -> Project:
-    """A project with two variants whose store is on the given backend."""
-    if database_url.startswith("postgres"):
-        monkeypatch.setenv("TUNELOOP_DATABASE_URL", database_url)
-    else:
-        monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "tuneloop.yaml").write_text(config, encoding="utf-8")
-    Project.init(root).close()
-    return Project.open(root)
 
 
 def person(project: Project, name: str, role: str = "developer",

@@ -20,43 +20,17 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from tests.conftest import run_cli
+from tests.conftest import KB_CONFIG, run_cli, write_files
 from tuneloop.governance import approvals, principals
 from tuneloop.project import Project
 from tuneloop.store import Approval, AuditEvent, AuditHead
 
-CONFIG = """
-version: 1
-task: {name: insider-test}
-sources:
-  - {name: handbook, path: handbook, kind: documents, tier: 1}
-  - {name: tickets, path: tickets, kind: documents, tier: 2}
-knowledge_base:
-  sources: [handbook, tickets]
-  chunk_tokens: 128
-  overlap_tokens: 16
-"""
-
-HANDBOOK = {"refunds.md": "# Refund policy\n\nAnnual plans are refunded within 30 days.\n"}
-TICKETS = {
-    "t1.md": "# Ticket 1\n\nAcme Corp asked for a refund of their annual plan after 40 days.\n",
-    "t2.md": "# Ticket 2\n\nGlobex cannot sync: the inotify watch limit was reached.\n",
-}
-
-
-def write(folder: Path, files: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-
 
 @pytest.fixture
-def insider(project_dir: Path) -> Iterator[dict[str, Any]]:
+def insider(kb_dir: Path) -> Iterator[dict[str, Any]]:
     """A project with Tier 1 docs and Tier 2 tickets; keys for a developer, the privacy officer
     (pia) and a public user, made by the project's creator."""
-    (project_dir / "tuneloop.yaml").write_text(CONFIG, encoding="utf-8")
-    write(project_dir / "handbook", HANDBOOK)
-    write(project_dir / "tickets", TICKETS)
+    project_dir = kb_dir
     project = Project.open(project_dir)
     admin = project.actor()
     keys = {name: principals.create_key(project.store, admin, name, role=role,
@@ -175,11 +149,11 @@ def test_a_tier2_folder_cannot_be_registered_again_as_tier1(insider) -> None:
 def test_tuneloop_yaml_cannot_launder_a_tier2_folder(insider) -> None:
     assert cli(insider, "data", "sources").returncode == 0
     config = insider["root"] / "tuneloop.yaml"
-    config.write_text(CONFIG.replace("{name: tickets, path: tickets, kind: documents, tier: 2}",
+    config.write_text(KB_CONFIG.replace("{name: tickets, path: tickets, kind: documents, tier: 2}",
                                      "{name: tickets, path: tickets, kind: documents, tier: 1}"))
     lowered = cli(insider, "data", "sources")
     assert lowered.returncode != 0 and "data tier tickets 1" in lowered.stderr
-    config.write_text(CONFIG.replace(
+    config.write_text(KB_CONFIG.replace(
         "knowledge_base:",
         "  - {name: tix, path: tickets, kind: documents, tier: 1}\nknowledge_base:"))
     renamed = cli(insider, "data", "sources")
@@ -239,8 +213,9 @@ def _indexed_with_notes(world: dict[str, Any]) -> Project:
     from tuneloop.rag import index_knowledge_base
 
     root = world["root"]
-    write(root / "notes", {"zebra.md": "# Zebra\n\nThe zebra migration runs every Tuesday.\n"})
-    (root / "tuneloop.yaml").write_text(CONFIG + RAG_VARIANT, encoding="utf-8")
+    write_files(root / "notes",
+                {"zebra.md": "# Zebra\n\nThe zebra migration runs every Tuesday.\n"})
+    (root / "tuneloop.yaml").write_text(KB_CONFIG + RAG_VARIANT, encoding="utf-8")
     project = Project.open(root)
     assert cli(world, "data", "add", "notes", "--name", "notes", "--tier", "1").returncode == 0
     approval = approvals.request(project.store, project.actor(), scope=["source:tickets"],

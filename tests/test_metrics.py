@@ -154,6 +154,27 @@ def test_judge_prompt_holds_question_reference_answer_and_rubric() -> None:
     assert "Reference answer" not in without
 
 
+@pytest.mark.slow
+def test_llm_judge_grades_answers_with_a_real_engine(tmp_path) -> None:
+    from tuneloop.engines.testing import fixed_answer_llama
+    from tuneloop.engines.transformers import TransformersEngine
+    from tuneloop.evaluate.metrics import Sample
+    from tuneloop.evaluate.metrics.judge import LLMJudge
+
+    samples = [Sample(answer, "Settings > Security",
+                      {"messages": [{"role": "user", "content": "How do I reset?"}]},
+                      MetricContext()) for answer in ("Use Settings.", "Bananas.", "")]
+    # a real tiny model that replies "4" to anything: graded 4 on 1..5, i.e. (4 - 1) / 4
+    grader = LLMJudge(engine=TransformersEngine(fixed_answer_llama(tmp_path, "4")),
+                      max_tokens=1)
+    assert grader.score_batch(samples) == [0.75, 0.75, 0.75]
+    assert grader.unparsed == 0
+    # one that replies "?" gives no usable grade: not scored, and counted
+    mute = LLMJudge(engine=TransformersEngine(fixed_answer_llama(tmp_path, "?")), max_tokens=1)
+    assert mute.score_batch(samples) == [None, None, None]
+    assert mute.unparsed == 3
+
+
 def test_a_registered_plugin_metric_is_created_by_name() -> None:
     @register
     class Shouting(Metric):

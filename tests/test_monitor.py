@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,6 @@ from tuneloop.flywheel.monitor import monitor, plot
 
 FAST = [80.0, 100.0, 120.0, 140.0, 900.0]
 SLOW = [400.0, 800.0, 1200.0, 1600.0, 2000.0]
-
-
-@pytest.fixture
-def project(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
-            ) -> Iterator[Project]:
-    p = open_project(tmp_path / "proj", database_url, monkeypatch)
-    yield p
-    p.close()
 
 
 def seed(project: Project) -> None:

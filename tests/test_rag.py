@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import HANDBOOK, KB_CONFIG, TICKETS, write_files
 from tuneloop import Project
 from tuneloop.errors import ConfigError, DataError
 from tuneloop.governance import approvals, audit
@@ -16,42 +17,11 @@ from tuneloop.governance.principals import actor_of, ensure_principal
 from tuneloop.rag import index_knowledge_base, search
 from tuneloop.store.rag import RagChunk, RagIndexState
 
-CONFIG = """
-version: 1
-task: {name: rag-test}
-sources:
-  - {name: handbook, path: handbook, kind: documents, tier: 1}
-  - {name: tickets, path: tickets, kind: documents, tier: 2}
-knowledge_base:
-  sources: [handbook, tickets]
-  chunk_tokens: 128
-  overlap_tokens: 16
-"""
-
-HANDBOOK = {
-    "refunds.md": "# Refund policy\n\nAnnual plans are refunded within 30 days of purchase.\n",
-    "linux.md": "# Linux install\n\nRaise the inotify watch limit with sysctl when sync is slow.\n",
-    "sso.md": "# Single sign-on\n\nSAML needs the identity provider metadata URL.\n",
-}
-TICKETS = {
-    "t1.md": "# Ticket 1\n\nAcme Corp asked for a refund of their annual plan after 40 days.\n",
-    "t2.md": "# Ticket 2\n\nGlobex cannot sync: the inotify watch limit was reached.\n",
-}
-
-
-def write(folder: Path, files: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-
 
 @pytest.fixture
-def kb(project_dir: Path):
+def kb(kb_dir: Path):
     """A project with a Tier 1 handbook and Tier 2 tickets, and its people."""
-    (project_dir / "tuneloop.yaml").write_text(CONFIG, encoding="utf-8")
-    write(project_dir / "handbook", HANDBOOK)
-    write(project_dir / "tickets", TICKETS)
-    project = Project.open(project_dir)
+    project = Project.open(kb_dir)
     with project.store.session() as session:
         people = {name: actor_of(ensure_principal(session, name, role=role, audience=aud))
                   for name, role, aud in [("pia", "privacy", "internal"),
@@ -101,7 +71,7 @@ def test_reindex_embeds_only_changed_documents(kb):
     hits = search(project, people["me"], "OIDC client secret", top_k=1)
     assert hits[0].doc_id == "handbook:sso.md" and "client secret" in hits[0].text
     # New chunking settings make every document's chunks stale.
-    (project.root / "tuneloop.yaml").write_text(CONFIG.replace("chunk_tokens: 128",
+    (project.root / "tuneloop.yaml").write_text(KB_CONFIG.replace("chunk_tokens: 128",
                                                                "chunk_tokens: 96"))
     rechunked = index_knowledge_base(Project.open(project.root), people["me"])
     assert len(rechunked.updated) == 5 and rechunked.unchanged == 0
@@ -169,7 +139,7 @@ def test_tier2_retrieval_is_audited_and_tier_change_applies_at_once(kb):
     assert events and "source:tickets" in events[0].target and events[0].tier == 2
     # Reclassify the handbook as customer data: its chunks are re-tagged without re-embedding
     # and disappear for the public principal immediately.
-    (project.root / "tuneloop.yaml").write_text(CONFIG.replace(
+    (project.root / "tuneloop.yaml").write_text(KB_CONFIG.replace(
         "path: handbook, kind: documents, tier: 1", "path: handbook, kind: documents, tier: 2"))
     project = Project.open(project.root)
     approval = approvals.request(project.store, people["me"], scope=["source:handbook"],
@@ -199,9 +169,9 @@ def test_cli_indexes_and_queries_as_a_public_principal(tmp_path, monkeypatch):
     monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
     root = tmp_path / "proj"
     project = Project.init(root)
-    (root / "tuneloop.yaml").write_text(CONFIG.replace("[handbook, tickets]", "[handbook]"))
-    write(root / "handbook", HANDBOOK)
-    write(root / "tickets", TICKETS)
+    (root / "tuneloop.yaml").write_text(KB_CONFIG.replace("[handbook, tickets]", "[handbook]"))
+    write_files(root / "handbook", HANDBOOK)
+    write_files(root / "tickets", TICKETS)
     project = Project.open(root)
     dev_key = create_key(project.store, project.actor(), "dan").secret
     create_key(project.store, project.actor(), "pub", audience="public")
@@ -228,7 +198,7 @@ def test_mmr_reranker_keeps_a_near_duplicate_out_of_the_top(kb):
     project, people = kb
     copy = ("# Refunds in full\n\nRefunds in full go back to the card. Annual plans get refunds in "
             "full within 30 days.\n")
-    write(project.root / "handbook", {"copy-a.md": copy, "copy-b.md": copy})
+    write_files(project.root / "handbook", {"copy-a.md": copy, "copy-b.md": copy})
     indexed(project, people)
     copies = {"handbook:copy-a.md", "handbook:copy-b.md"}
     plain = search(project, people["me"], "refunds in full", top_k=2)

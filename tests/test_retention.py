@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ from tuneloop.governance import audit
 from tuneloop.store.serving import Feedback, RequestLog
 
 DAY = dt.timedelta(days=1)
-
-
-@pytest.fixture
-def project(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
-            ) -> Iterator[Project]:
-    p = open_project(tmp_path / "proj", database_url, monkeypatch)
-    yield p
-    p.close()
 
 
 def seed(project: Project) -> dict[str, str]:

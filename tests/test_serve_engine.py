@@ -38,18 +38,8 @@ server:
 """
 
 
-def _engines_available() -> bool:
-    try:
-        from tuneloop.engines import load_engine  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not _engines_available():
-        pytest.skip("the engines stage (tuneloop.engines.load_engine) is not in this checkout")
     env = {k: v for k, v in os.environ.items() if k != "TUNELOOP_DATABASE_URL"}
     saved = os.environ.pop("TUNELOOP_DATABASE_URL", None)
     project = make_project(Path(tmp_path_factory.mktemp("real")) / "proj", CONFIG)

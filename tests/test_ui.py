@@ -210,7 +210,16 @@ def test_overview_shows_variants_rollout_and_last_gate_status(site) -> None:
         page = dan.get("/ui/overview").text
     assert "assistant: internal" in page
     assert f'href="/ui/evaluations/{s.tier2_eval_run}"' in page  # the newest run with `base`
-    assert "gates passed" in page or "gates failed" in page
+    # the overview shows the verdict that run's summary holds for `base`, beside the run
+    from tuneloop import Project
+    from tuneloop.evaluate import load_run
+
+    project = Project.open(s.root)
+    passed = load_run(project, s.tier2_eval_run, with_outputs=False).per_variant["base"]["passed"]
+    project.close()
+    verdict = ('<span class="gate pass">gates passed</span>' if passed
+               else '<span class="gate fail">gates failed</span>')
+    assert f"run {s.tier2_eval_run}</a> {verdict}" in page
     assert "v1a2b3c4d5e6" in page and "train 40, validation 5, test 6" in page
     # Lineage: the fine-tuned model, its base and the dataset version it was trained on.
     assert "support-lora-1" in page and "support@v1a2b3c4d5e6f7" in page

@@ -138,3 +138,39 @@ def _build(folder: Path, *, seed: int, hidden_size: int, layers: int, heads: int
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+
+
+def fixed_answer_llama(out_dir: str | Path, text: str) -> Path:
+    """A tiny llama whose greedy answer to any prompt starts with `text` (one token of the
+    SmolLM2 vocabulary, e.g. a digit), repeated: a real model folder for tests that need an
+    engine to give a known answer, such as a judge's grade.
+
+    Built from `tiny_llama` by setting weights, not by training: attention and MLP outputs are
+    zeroed, so the last hidden state is the current token's embedding; every embedding has 1 in
+    dimension 0, the final norm keeps only that dimension, and the output head maps it to
+    `text`'s token alone.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = Path(out_dir) / f"fixed-answer-{text.encode('utf-8').hex()}"
+    if (target / "model.safetensors").is_file():
+        return target
+    source = tiny_llama(Path(out_dir) / "fixed-answer-base", tie_word_embeddings=False)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"{text!r} is {len(ids)} tokens; pass one token's text")
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[0] = 1.0
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[ids[0], 0] = 1.0
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target
