@@ -66,7 +66,7 @@ def index_end_to_end() -> tuple[int, float]:
 def base_blocks() -> list[str]:
     """The example knowledge base's blocks (paragraphs, list items, table rows) as texts."""
     from tuneloop.data.readers import iter_documents
-    from tuneloop.rag.structure import blocks_of
+    from tuneloop.data.structure import blocks_of
 
     texts = []
     for doc in iter_documents(KB):

@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from tuneloop.rag.chunking import chunk_blocks
+from tuneloop.data.chunking import chunk_blocks
+from tuneloop.data.structure import blocks_of
 from tuneloop.rag.metrics import mrr, recall_at_k
 from tuneloop.rag.prompt import assemble
 from tuneloop.rag.retrieve import Hit
-from tuneloop.rag.structure import blocks_of
 
 
 def words(text: str) -> int:

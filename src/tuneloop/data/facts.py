@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tuneloop.evaluate.metrics.retrieval import STOPWORDS
-from tuneloop.evaluate.metrics.text import normalize
+from tuneloop.text import STOPWORDS, normalize
 
 MAX_FACT_WORDS = 8
 # Markup that names a thing: **bold**, `code`, "quoted" (Markdown keeps it in the passage).

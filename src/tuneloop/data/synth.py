@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneloop.data.chunking import chunk_blocks
 from tuneloop.data.contamination import contaminated, load_test_texts
 from tuneloop.data.dedup import NearDuplicates
 from tuneloop.data.facts import about, candidate_facts, copies, stated, support
 from tuneloop.data.readers import iter_documents
 from tuneloop.data.sources import SourceInfo, add_source, content_hash, get_source
+from tuneloop.data.structure import blocks_of
 from tuneloop.errors import DataError
 from tuneloop.governance import require
 from tuneloop.governance.tiers import Actor
@@ -187,9 +189,6 @@ def _documents_source(project: Project, source_name: str) -> SourceInfo:
 def _passages(project: Project, source: SourceInfo,
               limit: int | None) -> tuple[int, list[Passage]]:
     """The documents' passages, chunked exactly as `tuneloop rag index` chunks them."""
-    from tuneloop.rag.chunking import chunk_blocks
-    from tuneloop.rag.structure import blocks_of
-
     kb = project.config.knowledge_base
     count = _token_counter(kb.embedding_model)
     out: list[Passage] = []
@@ -213,9 +212,9 @@ def _token_counter(model: str) -> Callable[[str], int]:
     # needed to count.
     from transformers import AutoTokenizer
 
-    from tuneloop.rag.embed import resolve_model_dir
+    from tuneloop.engines.bundled import embedding_model_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(model))
+    tokenizer = AutoTokenizer.from_pretrained(embedding_model_dir(model))
     return lambda text: len(tokenizer(text, add_special_tokens=False,
                                       truncation=False)["input_ids"])
 

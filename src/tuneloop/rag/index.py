@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import delete, select, update
 
+from tuneloop.data.chunking import ChunkText, chunk_blocks
 from tuneloop.data.readers import Document, iter_documents
 from tuneloop.data.sources import SourceInfo, get_source
+from tuneloop.data.structure import blocks_of
 from tuneloop.errors import ConfigError
 from tuneloop.governance import audit, require
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
 from tuneloop.rag import snapshot
-from tuneloop.rag.chunking import ChunkText, chunk_blocks
 from tuneloop.rag.embed import Embedder, get_embedder
-from tuneloop.rag.structure import blocks_of
 from tuneloop.store import utcnow
 from tuneloop.store.rag import RagChunk, RagDocument, RagIndexState
 

@@ -8,14 +8,8 @@ from typing import Any
 from tuneloop.evaluate.metrics import Metric, MetricContext, record_field, register
 from tuneloop.evaluate.metrics.text import states_fact, tokens
 from tuneloop.rag.metrics import ref_keys
+from tuneloop.text import STOPWORDS
 
-# Function words carry no claim: an answer is not "grounded" because it says "the" and "is".
-_STOPWORD_TEXT = """
-a an and are as at be been but by can could do does for from has have how i if in into is it its
-may me might my no not of on or our should so than that the their them then there these they this
-to was we were what when where which who will with would you your yes also just more most only
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 

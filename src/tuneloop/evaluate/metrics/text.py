@@ -7,27 +7,12 @@ spaces), so "The answer." and "answer" match; each metric's docstring says what 
 from __future__ import annotations
 
 import re
-import string
 from collections import Counter
 from functools import cached_property
 from typing import Any
 
 from tuneloop.evaluate.metrics import Metric, MetricContext, record_field, register
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
-
-
-def normalize(text: str) -> str:
-    """Lower case, punctuation and articles removed, whitespace collapsed."""
-    text = text.lower().translate(_PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def tokens(text: str) -> list[str]:
-    """The normalised words of `text`."""
-    return normalize(text).split()
+from tuneloop.text import normalize, tokens
 
 
 @register

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tuneloop.rag.structure import Block
+from tuneloop.data.structure import Block
 
 HEADING_SEPARATOR = " › "
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
