@@ -14,7 +14,9 @@ its `train`/`evaluate` approvals are used, as the demo's are).
    variant (`serve.routing.Router.choose`: embedding the message on this machine's cores, the
    classifier, the slice map), on every test message with the embedder's query cache emptied
    each time (no repeats), wall and CPU time, p50 and p95; the goal is p95 under 15 ms. Set
-   against the best variant's p95 request latency from the same evaluation.
+   against the best variant's p95 request latency from the same evaluation. A RAG variant embeds
+   the same message with the same model for retrieval: the embedder's query cache answers that
+   one, so for RAG variants the router's embedding is not an extra one (measured too).
 3. Routed − best single variant on the primary metric and on p95 latency, paired bootstrap 95%
    CI, from the outputs the evaluation stored (`router.evaluate_routed`; nothing generated).
 """
@@ -61,15 +63,20 @@ def added_latency(project: Any, name: str, texts: list[str]) -> dict[str, float]
     router = Router(project)
     router.choose(name, "bench", [{"role": "user", "content": "warm-up"}])
     embedder = get_embedder(project.config.knowledge_base.embedding_model)
-    wall, cpu = [], []
+    wall, cpu, reuse = [], [], []
     for text in texts:
         embedder.forget_queries()
         w0, c0 = time.perf_counter(), time.process_time()
         router.choose(name, "bench", [{"role": "user", "content": text}])
         wall.append((time.perf_counter() - w0) * 1000)
         cpu.append((time.process_time() - c0) * 1000)
+        # A RAG variant then embeds the same text for retrieval: the query cache answers.
+        w0 = time.perf_counter()
+        embedder.embed_query(text)
+        reuse.append((time.perf_counter() - w0) * 1000)
     return {"wall_p50": float(np.percentile(wall, 50)), "wall_p95": float(np.percentile(wall, 95)),
-            "cpu_p50": float(np.percentile(cpu, 50)), "cpu_p95": float(np.percentile(cpu, 95))}
+            "cpu_p50": float(np.percentile(cpu, 50)), "cpu_p95": float(np.percentile(cpu, 95)),
+            "reuse_p95": float(np.percentile(reuse, 95))}
 
 
 def approve_on_copy(project: Any, actor: Any, dataset: str) -> None:
@@ -113,7 +120,9 @@ def main() -> int:
         with project.store.session(write=False) as session:
             from tuneloop.store.evals import EvalRun
 
-            who = session.get(EvalRun, run_id).actor
+            row = session.get(EvalRun, run_id)
+            assert row is not None
+            who = row.actor
         actor = principals.get_actor(project.store, who)
         approve_on_copy(project, actor, source.dataset)
         t0 = time.perf_counter()
@@ -157,6 +166,8 @@ def report(source: Any, record: Any, trained: Any, accuracy: float, n_test: int,
                   f"best variant p95 {best_p95:.0f} ms", f"p95 < {GOAL_MS_P95:g} ms")
     table.add_row("added latency per request, CPU p50 / p95",
                   f"{latency['cpu_p50']:.1f} / {latency['cpu_p95']:.1f} ms", "", "")
+    table.add_row("retrieval's embedding of the same message after routing, p95",
+                  f"{latency['reuse_p95']:.2f} ms", "(query cache: RAG variants pay once)", "")
     table.add_row(f"routed − {best}, {gate['metric']} ({s['router']['n']} examples)",
                   f"{gate['diff']:+.4f}", f"{gate['low']:+.4f} … {gate['high']:+.4f}",
                   f"lower bound > −{gate['margin']:g}")
@@ -177,6 +188,7 @@ def report(source: Any, record: Any, trained: Any, accuracy: float, n_test: int,
         "n_test": n_test, "added_ms_p50": round(latency["wall_p50"], 2),
         "added_ms_p95": round(latency["wall_p95"], 2), "goal_added_ms_p95": GOAL_MS_P95,
         "added_cpu_ms_p95": round(latency["cpu_p95"], 2),
+        "rag_reuse_ms_p95": round(latency["reuse_p95"], 3),
         "best_single": best, "metric": gate["metric"],
         "routed_minus_best": round(gate["diff"], 4),
         "ci_low": round(gate["low"], 4), "ci_high": round(gate["high"], 4),

@@ -355,3 +355,25 @@ def test_router_commands_train_show_and_evaluate_with_the_gate_as_exit_code(
     shown = run_cli("router", "show", cwd=routed_project)
     assert shown.returncode == 0 and "cli-router@v1" in shown.stdout
     assert "cli-routed" in shown.stdout
+
+
+def test_route_queries_rolls_out_to_internal_only_when_routing_is_shown_not_worse(
+        routed_project: Path) -> None:
+    from tuneloop.evaluate import list_runs
+    from tuneloop.rollout.routed import route_queries
+
+    project = Project.open(routed_project)
+    admin = project.actor()
+    source = next(r.id for r in list_runs(project, 50) if r.variants == ["short", "long",
+                                                                         "careful"])
+    refused = route_queries(project, admin, dataset="tickets", eval_run=source,
+                            alias="demo-alias", margin=-5.0)
+    assert not refused.rolled_out and "not rolled out" in refused.message
+    assert refused.gate["status"] == "fail" and not rollout.state(project, "demo-alias").entries
+    passed = route_queries(project, admin, dataset="tickets", eval_run=source,
+                           alias="demo-alias", margin=5.0)
+    assert passed.rolled_out and passed.routed == "tickets-routed"
+    assert "now serves internal users of 'demo-alias'" in passed.message
+    assert rollout.state(project, "demo-alias").route("anyone", "internal") == "tickets-routed"
+    assert f"{passed.accuracy:.3f}" in passed.message and passed.report is not None
+    project.close()

@@ -38,13 +38,15 @@ class RoutingOutcome:
 
 def route_queries(project: Project, actor: Actor, *, dataset: str = "support",
                   eval_run: int | None = None, alias: str | None = None,
+                  margin: float | None = None,
                   progress: Callable[[str, int, int], Any] | None = None) -> RoutingOutcome:
     """Train a router on `dataset`, evaluate routing on `eval_run`'s outputs (default: the
     newest), roll out to internal users of `alias` (default: the app alias) if routing is not
-    worse. Raises like its steps do (a missing approval, no sliced test split)."""
+    worse (`margin`: the routing gate's, default 0.02 on the primary metric). Raises like its
+    steps do (a missing approval, no sliced test split)."""
     from tuneloop.evaluate.run import load_run
     from tuneloop.router import evaluate_routed, train_router
-    from tuneloop.router.evaluate import latest_completed_run
+    from tuneloop.router.evaluate import DEFAULT_MARGIN, latest_completed_run
 
     alias = alias or project.config.server.app_alias
     eval_run = eval_run or latest_completed_run(project)
@@ -53,6 +55,7 @@ def route_queries(project: Project, actor: Actor, *, dataset: str = "support",
     version = evaluated if evaluated.partition("@")[0] == dataset else dataset
     trained = train_router(project, actor, version, progress=progress)
     result = evaluate_routed(project, actor, router=trained.record.ref, run_id=eval_run,
+                             margin=DEFAULT_MARGIN if margin is None else margin,
                              progress=progress)
     s, gate = result.summary, result.gate
     name = result.routed.name
