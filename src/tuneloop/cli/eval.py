@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import typer
@@ -10,17 +9,10 @@ from rich.table import Table
 
 from tuneloop.cli._common import console, stage_progress, state, when
 from tuneloop.errors import GateFailed
+from tuneloop.numbers import fmt
 
 # No `help=` here: the group's help is the callback's docstring (it runs the evaluation).
 app = typer.Typer(no_args_is_help=False)
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 _VERDICT_STYLE = {"better": "bold green", "worse": "bold red", "no evidence": "dim"}
@@ -67,8 +59,8 @@ def run(
              else [g.strip() for g in gate.split(",") if g.strip()])
     failed = result.failed_gates(gated)
     if failed:
-        lines = "; ".join(f"{g['variant']} {g['gate']} = {_num(g['value'])} (needs {g['op']} "
-                          f"{_num(g['threshold'])})" for g in failed)
+        lines = "; ".join(f"{g['variant']} {g['gate']} = {fmt(g['value'])} (needs {g['op']} "
+                          f"{fmt(g['threshold'])})" for g in failed)
         raise GateFailed(f"evaluation run {result.run_id}: required gates failed: {lines}",
                          hint=f"see {result.report_paths.get('html', 'the report')}")
 
@@ -154,12 +146,12 @@ def online(ctx: typer.Context,
         agreement = data.get("judge_agreement")
         table.add_row(
             name, str(data["requests"]), str(data["errors"]),
-            f"{_num(lat['ttft_ms_p50'], 0)} / {_num(lat['ttft_ms_p95'], 0)}",
-            f"{_num(lat['total_ms_p50'], 0)} / {_num(lat['total_ms_p95'], 0)} / "
-            f"{_num(lat['total_ms_p99'], 0)}",
-            _num(lat["tokens_per_s"], 1), str(data["feedback"]["rated"]),
-            _num(data["feedback"]["positive_rate"], 2), str(data["feedback"]["corrections"]),
-            "–" if not agreement else f"{_num(agreement['agreement'], 2)} (n={agreement['n']})")
+            f"{fmt(lat['ttft_ms_p50'], 0)} / {fmt(lat['ttft_ms_p95'], 0)}",
+            f"{fmt(lat['total_ms_p50'], 0)} / {fmt(lat['total_ms_p95'], 0)} / "
+            f"{fmt(lat['total_ms_p99'], 0)}",
+            fmt(lat["tokens_per_s"], 1), str(data["feedback"]["rated"]),
+            fmt(data["feedback"]["positive_rate"], 2), str(data["feedback"]["corrections"]),
+            "–" if not agreement else f"{fmt(agreement['agreement'], 2)} (n={agreement['n']})")
     console.print(table)
     if report.get("slices"):  # routed requests, by the slice their router predicted
         table = Table("predicted slice", "requests", "errors", "total p50/p95 ms", "rated",
@@ -167,8 +159,8 @@ def online(ctx: typer.Context,
         for name, data in report["slices"].items():
             lat, fb = data["latency"], data["feedback"]
             table.add_row(name, str(data["requests"]), str(data["errors"]),
-                          f"{_num(lat['total_ms_p50'], 0)} / {_num(lat['total_ms_p95'], 0)}",
-                          str(fb["rated"]), _num(fb["positive_rate"], 2), str(fb["corrections"]))
+                          f"{fmt(lat['total_ms_p50'], 0)} / {fmt(lat['total_ms_p95'], 0)}",
+                          str(fb["rated"]), fmt(fb["positive_rate"], 2), str(fb["corrections"]))
         console.print(table)
 
 
@@ -183,19 +175,19 @@ def _render_summary(run_id: int | None, dataset: str, summary: dict[str, Any]) -
         lat = data["latency"]
         table.add_row(
             variant, str(data["n"]), str(data["errors"]),
-            *[_num(data["quality"].get(n)) for n in names],
-            _num(lat.get("ttft_ms_p95"), 0),
-            f"{_num(lat.get('total_ms_p50'), 0)} / {_num(lat.get('total_ms_p95'), 0)} / "
-            f"{_num(lat.get('total_ms_p99'), 0)}",
-            _num(lat.get("tokens_per_s"), 1),
+            *[fmt(data["quality"].get(n)) for n in names],
+            fmt(lat.get("ttft_ms_p95"), 0),
+            f"{fmt(lat.get('total_ms_p50'), 0)} / {fmt(lat.get('total_ms_p95'), 0)} / "
+            f"{fmt(lat.get('total_ms_p99'), 0)}",
+            fmt(lat.get("tokens_per_s"), 1),
             "[green]pass[/]" if data["passed"] else "[bold red]FAIL[/]")
     console.print(table)
     failed = [g for v in summary.get("variants", []) for g in summary["per_variant"][v]["gates"]
               if g["status"] == "fail"]
     for g in failed:
         optional = "" if g["required"] else " [dim](optional)[/]"
-        console.print(f"  [red]✗[/] {g['variant']}: {g['gate']} = {_num(g['value'])} "
-                      f"(needs {g['op']} {_num(g['threshold'])}){optional}")
+        console.print(f"  [red]✗[/] {g['variant']}: {g['gate']} = {fmt(g['value'])} "
+                      f"(needs {g['op']} {fmt(g['threshold'])}){optional}")
     _render_grounding(summary)
     primary = summary.get("primary_metric")
     comps = [c for c in summary.get("comparisons", [])
@@ -221,8 +213,8 @@ def _render_grounding(summary: dict[str, Any]) -> None:
                   "states it when held", title="Where answers are lost (key facts)")
     for variant, name, g in rows:
         table.add_row(variant if name == "all" else "", name, str(g["examples"]),
-                      _num(g["context_holds_key"]), _num(g["answer_states_key"]),
-                      _num(g["answer_over_context"]), _num(g["answer_states_key_in_context"]))
+                      fmt(g["context_holds_key"]), fmt(g["answer_states_key"]),
+                      fmt(g["answer_over_context"]), fmt(g["answer_states_key_in_context"]))
     console.print(table)
     console.print("  [dim]low 'context holds key': retrieval loses the answer; low 'states it "
                   "when held': the model does not use its sources (try `train --retrieval`)[/]")
@@ -233,7 +225,7 @@ def _render_comparisons(comparisons: list[dict[str, Any]], title: str) -> None:
                   title=title)
     for c in comparisons:
         style = _VERDICT_STYLE.get(c["verdict"], "")
-        table.add_row(c["a"], c["b"], c["metric"], str(c["n"]), _num(c["mean_a"]),
-                      _num(c["mean_b"]), _num(c["diff"]),
-                      f"[{_num(c['low'])}, {_num(c['high'])}]", f"[{style}]{c['verdict']}[/]")
+        table.add_row(c["a"], c["b"], c["metric"], str(c["n"]), fmt(c["mean_a"]),
+                      fmt(c["mean_b"]), fmt(c["diff"]),
+                      f"[{fmt(c['low'])}, {fmt(c['high'])}]", f"[{style}]{c['verdict']}[/]")
     console.print(table)

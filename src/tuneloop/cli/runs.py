@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from tuneloop.cli._common import console, state, tier_label, when
+from tuneloop.numbers import fmt
 
 app = typer.Typer(help="Training runs: list and show.", no_args_is_help=True)
 
@@ -34,7 +35,7 @@ def list_(
         colour = _STATUS.get(run.status, "white")
         table.add_row(str(run.id), run.kind, f"[{colour}]{run.status}[/]", run.dataset_version,
                       run.base_model, run.output_model or "-", tier_label(run.tier),
-                      _num(s.get("train_loss")), _num(s.get("eval_loss")), when(run.created_at))
+                      fmt(s.get("train_loss"), 4), fmt(s.get("eval_loss"), 4), when(run.created_at))
     console.print(table)
 
 
@@ -63,7 +64,7 @@ def show(ctx: typer.Context, run_id: int = typer.Argument(..., help="The run's i
     if run.summary:
         summary = Table(title="results", show_header=False)
         for key, value in run.summary.items():
-            summary.add_row(key, _num(value) if isinstance(value, float) else str(value))
+            summary.add_row(key, fmt(value, 4) if isinstance(value, float) else str(value))
         console.print(summary)
     curves = run_metrics(project, run.id)
     if curves:
@@ -72,10 +73,8 @@ def show(ctx: typer.Context, run_id: int = typer.Argument(..., help="The run's i
             table.add_column(column)
         for name, points in sorted(curves.items()):
             values = [v for _, v in points]
-            table.add_row(name, str(len(points)), _num(values[0]), _num(values[-1]),
-                          _num(min(values)), _num(max(values)))
+            table.add_row(name, str(len(points)), fmt(values[0], 4), fmt(values[-1], 4),
+                          fmt(min(values), 4), fmt(max(values), 4))
         console.print(table)
 
 
-def _num(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, int | float) else "-"

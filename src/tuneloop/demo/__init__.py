@@ -31,6 +31,7 @@ from tuneloop.demo.recipe import (
 )
 from tuneloop.errors import ApprovalRequired
 from tuneloop.governance import principals
+from tuneloop.numbers import fmt
 
 if TYPE_CHECKING:
     from tuneloop.train.callbacks import TrainProgress
@@ -241,7 +242,7 @@ def run_demo(target: Path, options: DemoOptions, console: Console | None = None)
 
 
 def _fmt(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, int | float))
+    return ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items() if isinstance(v, int | float))
 
 
 def _print_build(console: Console, version) -> None:
@@ -292,8 +293,8 @@ def _print_eval(console: Console, project, evaluation, best: str) -> None:
                   for g in data["gates"] if g.get("required") and g.get("status") == "fail"]
         table.add_row(
             name + (" ★" if name == best else ""),
-            *(_num(quality.get(m)) for m in (primary, *others)),
-            _num(latency.get("total_ms_p95"), 0), _num(latency.get("ttft_ms_p95"), 0),
+            *(fmt(quality.get(m)) for m in (primary, *others)),
+            fmt(latency.get("total_ms_p95"), 0), fmt(latency.get("ttft_ms_p95"), 0),
             "[green]pass[/]" if data.get("passed") else f"[red]fail: {', '.join(failed)}[/]",
         )
     console.print(table)
@@ -313,10 +314,6 @@ def _print_eval(console: Console, project, evaluation, best: str) -> None:
                           f"{g['answer_states_key']:.0%}"
                           + (f" ({g['answer_states_key_in_context']:.0%} of those the sources "
                              "held)" if g.get("answer_states_key_in_context") is not None else ""))
-
-
-def _num(value, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _summary(console: Console, result: DemoResult) -> None:

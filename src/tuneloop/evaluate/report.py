@@ -14,16 +14,9 @@ import jinja2
 
 from tuneloop.evaluate import charts
 from tuneloop.evaluate.summary import Output, grounding_rows
+from tuneloop.numbers import fmt
 
 WORST_PER_VARIANT = 5
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:,.0f}"
-    return str(value)
 
 
 def _env() -> jinja2.Environment:
@@ -31,7 +24,7 @@ def _env() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters["fmt"] = _fmt
+    env.filters["fmt"] = fmt
     return env
 
 
@@ -97,25 +90,25 @@ def render_markdown(result: Any) -> str:
         data = summary["per_variant"][variant]
         lat = data["latency"]
         cells = [variant, str(data["n"]), str(data["errors"])]
-        cells += [_fmt(data["quality"].get(n)) for n in names]
-        cells += [_fmt(lat.get("ttft_ms_p95"), 0), _fmt(lat.get("total_ms_p50"), 0),
-                  _fmt(lat.get("total_ms_p95"), 0), _fmt(lat.get("total_ms_p99"), 0),
-                  _fmt(lat.get("tokens_per_s"), 1), "pass" if data["passed"] else "**FAIL**"]
+        cells += [fmt(data["quality"].get(n)) for n in names]
+        cells += [fmt(lat.get("ttft_ms_p95"), 0), fmt(lat.get("total_ms_p50"), 0),
+                  fmt(lat.get("total_ms_p95"), 0), fmt(lat.get("total_ms_p99"), 0),
+                  fmt(lat.get("tokens_per_s"), 1), "pass" if data["passed"] else "**FAIL**"]
         lines.append("| " + " | ".join(cells) + " |")
     failed = [g for v in summary["variants"] for g in summary["per_variant"][v]["gates"]
               if g["status"] == "fail"]
     if failed:
         lines += ["", "## Failed gates", ""]
-        lines += [f"- {g['variant']}: {g['gate']} = {_fmt(g['value'])} (needs {g['op']} "
-                  f"{_fmt(g['threshold'])}){'' if g['required'] else ' (optional)'}"
+        lines += [f"- {g['variant']}: {g['gate']} = {fmt(g['value'])} (needs {g['op']} "
+                  f"{fmt(g['threshold'])}){'' if g['required'] else ' (optional)'}"
                   for g in failed]
     lines += ["", "## Comparisons (B − A, paired bootstrap 95% CI)", "",
               "| A | B | metric | mean A | mean B | diff | 95% CI | verdict for B |",
               "|---|---|---|---|---|---|---|---|"]
     for c in summary.get("comparisons", []):
-        lines.append(f"| {c['a']} | {c['b']} | {c['metric']} | {_fmt(c['mean_a'])} | "
-                     f"{_fmt(c['mean_b'])} | {_fmt(c['diff'])} | [{_fmt(c['low'])}, "
-                     f"{_fmt(c['high'])}] | {c['verdict']} |")
+        lines.append(f"| {c['a']} | {c['b']} | {c['metric']} | {fmt(c['mean_a'])} | "
+                     f"{fmt(c['mean_b'])} | {fmt(c['diff'])} | [{fmt(c['low'])}, "
+                     f"{fmt(c['high'])}] | {c['verdict']} |")
     best = summary.get("best_per_slice") or {}
     if best:
         lines += ["", f"## Best variant per {summary.get('slice_field') or 'slice'} "

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tuneloop.data.versions import MANIFEST, list_versions
+from tuneloop.engines.registry import list_models
 from tuneloop.errors import PermissionDenied
 from tuneloop.flywheel import erase_files, marks
 from tuneloop.flywheel.purge import PurgeReport, purge
@@ -243,10 +244,6 @@ def _derived(project: Project, refs: set[str]) -> tuple[list[str], list[str]]:
 
 
 def _registered_models(project: Project) -> list[Any]:
-    try:
-        from tuneloop.engines.registry import list_models
-    except ImportError:  # the model registry is optional until its stage lands
-        return []
     return list(list_models(project))
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuneloop.engines.registry import get_model
 from tuneloop.errors import NotFound
 
 if TYPE_CHECKING:
@@ -59,10 +60,6 @@ def _from_path(project: Project, path: str, name: str) -> BaseModel:
 
 
 def _registered(project: Project, name: str) -> BaseModel | None:
-    try:
-        from tuneloop.engines.registry import get_model
-    except ImportError:
-        return None
     try:
         model = get_model(project, name)
     except NotFound:

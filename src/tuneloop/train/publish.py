@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneloop.engines.registry import register_model
 from tuneloop.errors import TrainingError
 from tuneloop.governance import derived_roots, derived_tier
 from tuneloop.train.callbacks import record_metrics
@@ -54,16 +55,15 @@ def adapter_name(params: dict[str, Any], version: DatasetVersion, run_id: int) -
 
 
 def register_adapter(project: Project, run_id: int, version: DatasetVersion, model: BaseModel,
-                     params: dict[str, Any], adapter_dir: Path, tier: int) -> str | None:
-    """Register the adapter (or the fully fine-tuned model) under `NAME-runID`."""
+                     params: dict[str, Any], adapter_dir: Path, tier: int) -> str:
+    """Register the adapter (or the fully fine-tuned model) under `NAME-runID`; its name."""
     kind = "adapter" if params["method"] == "lora" else "merged"
     name = adapter_name(params, version, run_id)
-    registered = _register(project, name=name, kind=kind, path=adapter_dir, fmt="safetensors",
-                           tier=tier, roots=_roots(version, model, params),
-                           base_model=model.name,
-                           lineage=lineage(run_id, version, model, _approvals(project, run_id),
-                                           params))
-    return name if registered else None
+    register_model(project, name=name, kind=kind, path=str(adapter_dir), format="safetensors",
+                   tier=tier, roots=sorted(_roots(version, model, params)),
+                   base_model=model.name,
+                   lineage=lineage(run_id, version, model, _approvals(project, run_id), params))
+    return name
 
 
 def export_and_check(project: Project, run_id: int, version: DatasetVersion, model: BaseModel,
@@ -102,10 +102,12 @@ def export_and_check(project: Project, run_id: int, version: DatasetVersion, mod
             hint="export with less quantisation (training.export_quantization: f16) and "
                  f"retry, or inspect {gguf_path}")
     name = params.get("model_name") or f"{version.name}-run{run_id}-{quant}"
-    _register(project, name=name, kind="gguf", path=gguf_path, fmt="gguf", tier=tier,
-              roots=_roots(version, model, params), base_model=model.name,
-              lineage={**lineage(run_id, version, model, _approvals(project, run_id), params),
-                       "parity_agreement": report.agreement, "quantization": quant})
+    register_model(project, name=name, kind="gguf", path=str(gguf_path), format="gguf",
+                   tier=tier, roots=sorted(_roots(version, model, params)),
+                   base_model=model.name,
+                   lineage={**lineage(run_id, version, model, _approvals(project, run_id),
+                                      params),
+                            "parity_agreement": report.agreement, "quantization": quant})
     return PublishReport(gguf_path, name, report.agreement, report)
 
 
@@ -146,16 +148,3 @@ def _approvals(project: Project, run_id: int) -> list[str]:
     with project.store.session(write=False) as session:
         run = session.get(Run, run_id)
         return list(run.approvals) if run else []
-
-
-def _register(project: Project, *, name: str, kind: str, path: Path, fmt: str, tier: int,
-              roots: frozenset[str], base_model: str, lineage: dict[str, Any]) -> bool:
-    """Register in the engines' model registry; False while that registry is not installed
-    (the run row keeps the same lineage either way)."""
-    try:
-        from tuneloop.engines.registry import register_model
-    except ImportError:
-        return False
-    register_model(project, name=name, kind=kind, path=str(path), format=fmt, tier=tier,
-                   roots=sorted(roots), base_model=base_model, lineage=lineage)
-    return True

@@ -27,7 +27,7 @@ from tuneloop.errors import TrainingError
 from tuneloop.train.examples import IGNORE_INDEX
 
 
-class SFTTrainer(Trainer):
+class TokenCountingTrainer(Trainer):
     """Trainer that counts real training tokens (the collators report them as `num_tokens`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -167,8 +167,8 @@ def training_arguments(params: dict[str, Any], output_dir: Path, *, has_eval: bo
 
 def build_trainer(model: Any, tokenizer: Any, train_rows: list[dict], eval_rows: list[dict],
                   params: dict[str, Any], output_dir: Path,
-                  callbacks: list[TrainerCallback]) -> SFTTrainer:
-    """A ready-to-run `SFTTrainer` on already tokenised (and packed) rows."""
+                  callbacks: list[TrainerCallback]) -> TokenCountingTrainer:
+    """A ready-to-run `TokenCountingTrainer` on already tokenised (and packed) rows."""
     from tuneloop.train.packing import PackedCollator, PaddedCollator
 
     collator_class = PackedCollator if params["packing"] else PaddedCollator
@@ -184,7 +184,7 @@ def build_trainer(model: Any, tokenizer: Any, train_rows: list[dict], eval_rows:
     if args.load_best_model_at_end:
         callbacks = [*callbacks,
                      EarlyStoppingCallback(int(params["early_stopping_patience"]))]
-    trainer = SFTTrainer(
+    trainer = TokenCountingTrainer(
         model=model,
         args=args,
         train_dataset=train_rows,

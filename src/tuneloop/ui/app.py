@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneloop.errors import NotFound, PermissionDenied, TuneloopError
 from tuneloop.governance.tiers import Actor
+from tuneloop.numbers import fmt
 from tuneloop.project import Project
 from tuneloop.ui import session as sess
 
@@ -193,7 +194,7 @@ def create_ui_app(project: Project, *, mount_path: str = MOUNT_PATH) -> FastAPI:
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["dt"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%S") if v else ""
-    env.filters["num"] = _num
+    env.filters["num"] = fmt
     app = FastAPI(title="tuneloop dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dashboard = Dashboard(project, Jinja2Templates(env=env))
     for module in (_login_router(), pages_loop.router, pages_logs.router,
@@ -220,11 +221,3 @@ def mount(app: FastAPI, project: Project, path: str = MOUNT_PATH) -> None:
     app.mount(path, create_ui_app(project, mount_path=path), name="ui")
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        if value != value:
-            return "–"
-        return f"{value:.{digits}f}"
-    return str(value)
