@@ -6,7 +6,6 @@ empty state instead of failing the page.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -14,12 +13,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tuneloop.engines.registry import list_models
 from tuneloop.errors import NotFound, TuneloopError
 from tuneloop.governance.tiers import Actor, Resource
 from tuneloop.project import Project
 from tuneloop.store.datasets import DatasetVersionRow
 from tuneloop.store.evals import EvalOutput, EvalRun
-from tuneloop.store.runs import Run
 from tuneloop.ui.visibility import may_view
 
 #: how many evaluation runs to scan for each variant's latest result
@@ -54,28 +53,15 @@ def datasets(project: Project) -> list[DatasetVersionRow]:
 
 
 def models(project: Project) -> list[dict[str, Any]]:
-    """Registered models with their lineage; training runs stand in until the registry lands."""
-    try:
-        registry: Any = importlib.import_module("tuneloop.engines.registry")
-    except ImportError:
-        registry = None
-    if registry is not None:
-        out = []
-        for m in registry.list_models(project):
-            lineage = getattr(m, "lineage", None) or {}
-            out.append({"name": m.name, "kind": getattr(m, "kind", ""),
-                        "tier": getattr(m, "tier", None),
-                        "base": getattr(m, "base_model", "") or "",
-                        "datasets": lineage.get("dataset_versions") or lineage.get("datasets")
-                        or [], "run": lineage.get("run_id") or lineage.get("run"),
-                        "created_at": getattr(m, "created_at", None)})
-        return out
-    with project.store.session(write=False) as session:
-        runs = session.scalars(select(Run).where(Run.kind == "train").order_by(Run.id.desc()))
-        return [{"name": r.output_model or f"(run {r.id}, {r.status})", "kind": "adapter",
-                 "tier": r.tier, "base": r.base_model,
-                 "datasets": [r.dataset_version] if r.dataset_version else [], "run": r.id,
-                 "created_at": r.created_at} for r in runs]
+    """Registered models with their lineage (the datasets and the run that made them)."""
+    out = []
+    for m in list_models(project):
+        lineage = m.lineage or {}
+        out.append({"name": m.name, "kind": m.kind, "tier": m.tier, "base": m.base_model or "",
+                    "datasets": lineage.get("dataset_versions") or lineage.get("datasets") or [],
+                    "run": lineage.get("run_id") or lineage.get("run"),
+                    "created_at": m.created_at})
+    return out
 
 
 def _variant_tier(project: Project, name: str) -> int | None:
@@ -83,7 +69,7 @@ def _variant_tier(project: Project, name: str) -> int | None:
 
     try:
         return get_variant(project, name).tier
-    except (ImportError, TuneloopError):
+    except TuneloopError:
         return None  # its model is not registered (yet): the page says "unknown"
 
 
