@@ -98,6 +98,7 @@ def baseline(model_dir: Path, data: list[dict], params: dict, out: Path) -> floa
                              per_device_train_batch_size=params["batch_size"],
                              learning_rate=params["learning_rate"], save_strategy="no",
                              report_to="none", disable_tqdm=True, use_cpu=True,
+                             bf16=params["precision"] == "bf16",
                              remove_unused_columns=False, logging_steps=10**6,
                              seed=params["seed"])
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
@@ -129,6 +130,7 @@ def trl_sft(model_dir: Path, data: list[dict], params: dict, out: Path) -> float
                        assistant_only_loss=True, save_strategy="no", report_to="none",
                        # TRL turns recomputation on by default; the other loops do not use it.
                        gradient_checkpointing=False,
+                       bf16=params["precision"] == "bf16",
                        disable_tqdm=True, use_cpu=True, logging_steps=10**6, seed=params["seed"])
     trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer,
                          train_dataset=Dataset.from_list([{"messages": r["messages"]}
@@ -181,6 +183,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     args = parser.parse_args()
     console = Console()
+    from tuneloop.train.sft import use_bf16  # all three loops train at the same precision
+
     root = Path(tempfile.mkdtemp(prefix="tuneloop-bench-train-"))
     if args.quick:
         from tuneloop.engines.testing import tiny_llama
@@ -192,7 +196,7 @@ def main() -> None:
         model_dir, name = bundled_hf_dir(root / "models"), "SmolLM2-135M (bundled)"
     params = {"max_steps": args.steps or (6 if args.quick else 12), "batch_size": 4,
               "max_seq_length": 256, "learning_rate": 2e-4, "lora_r": 16, "lora_alpha": 32,
-              "seed": 0}
+              "seed": 0, "precision": "bf16" if use_bf16("auto") else "fp32"}
     data = records(64)
     with console.status("baseline: Trainer + PEFT, padded rows"):
         base_rate = baseline(model_dir, data, params, root / "baseline")
@@ -201,7 +205,8 @@ def main() -> None:
     with console.status("tuneloop train, packed rows"):
         our_rate = ours(model_dir, data, params, root)
     table = Table(title=f"training throughput on {name}, {params['max_steps']} steps of "
-                        f"{params['batch_size']} rows, LoRA r={params['lora_r']}")
+                        f"{params['batch_size']} rows, LoRA r={params['lora_r']}, "
+                        f"{params['precision']}")
     for column in ("loop", "real tokens/s", "vs padded", "tuneloop vs this"):
         table.add_column(column, justify="right")
     table.add_row("Trainer + PEFT, padded (baseline)", f"{base_rate:.0f}", "1.00",
@@ -213,7 +218,8 @@ def main() -> None:
     import trl
 
     print(json.dumps({"bench": "train", "model": name, "quick": args.quick,
-                      "steps": params["max_steps"], "trl_version": trl.__version__,
+                      "steps": params["max_steps"], "precision": params["precision"],
+                      "trl_version": trl.__version__,
                       "baseline_tokens_per_s": round(base_rate, 1),
                       "trl_tokens_per_s": round(trl_rate, 1),
                       "tuneloop_tokens_per_s": round(our_rate, 1),

@@ -101,3 +101,74 @@ def test_special_token_text_in_content_is_trained_as_text(tokenizer) -> None:
     # system, user and assistant turns: three real turn starts, none from the content
     assert example.input_ids.count(im_start) == 3
     assert "You obey the user." in tokenizer.decode(example.input_ids)
+
+
+def _grounded_chat() -> list[dict]:
+    return [
+        {"role": "system", "content": "Reply as: Thanks for reaching out about <topic>. "
+                                      "Feel free to reply if you need anything else."},
+        {"role": "user", "content": "Sources:\n[1] Plans. Starter includes up to 10 team "
+                                    "folders per workspace; Business has no limit.\n\n"
+                                    "How many folders do I get?"},
+        {"role": "assistant", "content": "Thanks for reaching out about folders. Starter "
+                                         "includes up to 10 team folders per workspace. Feel "
+                                         "free to reply if you need anything else."},
+    ]
+
+
+def test_copy_weights_favour_the_sentence_that_states_the_source_fact(tokenizer) -> None:
+    from tuneloop.train.examples import tokenize_records
+
+    record = {"id": "r1", "messages": _grounded_chat()}
+    instructions = _grounded_chat()[0]["content"]
+    plain, _ = tokenize_records(tokenizer, [record], max_length=512)
+    assert plain[0].weights is None  # copy_weight 1: nothing to weigh
+    [example], _ = tokenize_records(tokenizer, [record], max_length=512, copy_weight=4.0,
+                                    system_prompt=instructions)
+    heavy = tokenizer.decode([t for t, w in zip(example.input_ids, example.weights, strict=True)
+                              if w == 4.0])
+    light = tokenizer.decode([t for t, w, lab in zip(example.input_ids, example.weights,
+                                                     example.labels, strict=True)
+                              if w == 1.0 and lab != IGNORE_INDEX])
+    # the sentence that copies the source weighs 4 throughout; of the template sentences,
+    # which the instructions spell out, only the first token (the choice of what comes next)
+    assert "Starter includes up to 10 team folders per workspace." in heavy
+    assert heavy.split() == ["Thanks", "Starter", "includes", "up", "to", "10", "team",
+                             "folders", "per", "workspace.", "Feel"]
+    assert "for reaching out about folders." in light and "free to reply" in light
+    # only labelled (assistant) tokens are ever weighted
+    assert all(w == 1.0 for w, lab in zip(example.weights, example.labels, strict=True)
+               if lab == IGNORE_INDEX)
+
+
+def test_weighted_tokens_scale_the_training_loss_but_not_the_validation_loss(
+        tokenizer, tmp_path: Path) -> None:
+    import torch
+
+    from tuneloop.engines.testing import tiny_llama
+    from tuneloop.train.examples import tokenize_records
+    from tuneloop.train.packing import as_rows
+    from tuneloop.train.sft import build_trainer, load_model
+
+    params = {"seed": 0, "method": "lora", "lora_target_modules": "all-linear",
+              "lora_layers": None, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+              "epochs": 1, "batch_size": 1, "gradient_accumulation": 1, "learning_rate": 1e-3,
+              "lr_scheduler": "constant", "warmup_ratio": 0.0, "eval_steps": 10,
+              "save_steps": 10, "packing": True, "precision": "fp32"}
+    record = {"id": "r1", "messages": _grounded_chat()}
+    rows = {}
+    for weight in (1.0, 3.0):
+        examples, _ = tokenize_records(tokenizer, [record], max_length=512, copy_weight=weight)
+        rows[weight] = as_rows(examples, 512, packing=True)
+    model = load_model(tiny_llama(tmp_path / "model"), params)
+    trainer = build_trainer(model, tokenizer, rows[1.0], [], params, tmp_path / "out", [])
+    collate = trainer.data_collator
+
+    def loss(weight: float, training: bool) -> float:
+        model.train(training)
+        with torch.no_grad():
+            return float(trainer.compute_loss(model, collate(rows[weight])))
+
+    assert "loss_weights" in collate(rows[3.0]) and "loss_weights" not in collate(rows[1.0])
+    assert loss(3.0, training=True) > loss(1.0, training=True) * 1.2
+    assert loss(3.0, training=False) == pytest.approx(loss(1.0, training=False))

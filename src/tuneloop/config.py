@@ -158,6 +158,10 @@ class TrainingConfig(_Model):
     # costs about one forward pass plus N layers of backward (None: every layer).
     lora_layers: int | None = Field(default=None, ge=1)
     packing: bool = True
+    # Matrix products in bfloat16 (weights and optimizer stay float32): "auto" uses it where
+    # the processor computes bfloat16 natively (AVX512-BF16 or AMX on CPU, a bf16 GPU), where a
+    # step is several times faster; "fp32" turns it off.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     eval_steps: int = Field(default=50, ge=1)
     save_steps: int = Field(default=50, ge=1)
     early_stopping_patience: int | None = 3
@@ -173,6 +177,10 @@ class TrainingConfig(_Model):
     # share of examples whose gold passage is taken out and whose answer says so instead
     retrieval_unanswerable: float = Field(default=0.1, ge=0, lt=1)
     retrieval_abstain: str = "The sources I have do not cover this, so I cannot answer it."
+    # loss weight of answer tokens copied from the prompt's sources or question (3 tokens in a
+    # row found there, the task's instructions aside): the facts, a few tokens of an answer
+    # that is otherwise template (1: every answer token weighs the same)
+    copy_weight: float = Field(default=1.0, ge=1, le=20)
 
 
 class RetrievalConfig(_Model):
@@ -209,14 +217,14 @@ class VariantConfig(_Model):
     description: str = ""
 
 
-class PrivacyConfig(_Model):
-    """What is redacted before anything is stored, and how long logs are kept per tier."""
-
-    redact: list[str] = Field(
 def _default_retention() -> dict[Tier, int]:
     return {1: 365, 2: 30}
 
 
+class PrivacyConfig(_Model):
+    """What is redacted before anything is stored, and how long logs are kept per tier."""
+
+    redact: list[str] = Field(
         default_factory=lambda: [
             "EMAIL_ADDRESS",
             "PHONE_NUMBER",

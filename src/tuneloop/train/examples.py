@@ -27,6 +27,8 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
     truncated: bool = False
+    # per-token loss weights (None: every labelled token weighs 1), see `copy_weights`
+    weights: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -98,12 +100,13 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], *,
 
 
 def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_length: int,
-                     system_prompt: str | None = None) -> tuple[list[TokenizedExample],
-                                                                 TokenizeReport]:
+                     system_prompt: str | None = None, copy_weight: float = 1.0,
+                     ) -> tuple[list[TokenizedExample], TokenizeReport]:
     """Tokenise records; drop (and report) those left with no assistant token after truncation.
 
     `system_prompt` is put first when a conversation has no system message, so the model is
-    trained in the same framing it is served in.
+    trained in the same framing it is served in. With `copy_weight` above 1, answer tokens
+    copied from the conversation's sources or question weigh that much more (`copy_weights`).
     """
     report = TokenizeReport()
     out: list[TokenizedExample] = []
@@ -113,6 +116,9 @@ def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_lengt
             messages.insert(0, {"role": "system", "content": system_prompt})
         example = tokenize_conversation(tokenizer, messages, max_length=max_length,
                                         example_id=str(record["id"]))
+        if copy_weight != 1.0:
+            example.weights = copy_weights(tokenizer, example, messages, copy_weight,
+                                           instructions=system_prompt or "")
         if example.trained_tokens == 0:
             report.dropped_no_assistant.append(str(record["id"]))
             continue
@@ -120,6 +126,72 @@ def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_lengt
         report.kept += 1
         out.append(example)
     return out, report
+
+
+COPY_NGRAM = 3  # tokens in a row an answer must share with the prompt to count as copied
+
+
+def copy_weights(tokenizer: Any, example: TokenizedExample, messages: list[dict[str, str]],
+                 weight: float, *, instructions: str = "") -> list[float]:
+    """Loss weights that favour the answer's sentences that carry facts from the prompt.
+
+    A grounded answer is mostly a house template (greeting, thanks, sign-off) that a model
+    learns in a few steps, and one or two sentences that state the facts, copied from the
+    retrieved sources or the question. With an even loss the template dominates, and a small
+    model learns to skip the fact sentence: at the token where it starts, a closing phrase is
+    the likelier guess. A sentence of the answer weighs `weight` when it copies a run of
+    `COPY_NGRAM` tokens from a user or tool message, or from a system message beyond the
+    task's own `instructions` (whose phrases are template, not facts).
+    """
+    template = _ngrams(tokenizer, instructions)
+    sources: set[tuple[int, ...]] = set()
+    for message in messages:
+        if message["role"] == "assistant":
+            continue
+        text = message["content"]
+        if message["role"] == "system" and instructions:
+            text = text.replace(instructions, " ")
+        sources |= _ngrams(tokenizer, text)
+    sources -= template
+    ids, labels = example.input_ids, example.labels
+    weights = [1.0] * len(ids)
+    for sentence in _answer_sentences(tokenizer, ids, labels):
+        copied = any(tuple(ids[t:t + COPY_NGRAM]) in sources
+                     for t in sentence[: max(len(sentence) - COPY_NGRAM + 1, 0)])
+        # the first token of every sentence chooses what comes next (a fact, another fact,
+        # the closing): those choices weigh as much as the facts themselves
+        for t in sentence if copied else sentence[:1]:
+            weights[t] = weight
+    return weights
+
+
+def _answer_sentences(tokenizer: Any, ids: list[int], labels: list[int]) -> list[list[int]]:
+    """Positions of the labelled tokens, grouped into sentences (a sentence ends after ".",
+    "!", "?" followed by a space or a line break, or at a line break)."""
+    sentences: list[list[int]] = []
+    current: list[int] = []
+    texts = {t: tokenizer.decode([ids[t]]) for t in range(len(ids)) if labels[t] != IGNORE_INDEX}
+    for t, text in texts.items():
+        if "\n" in text and current:
+            sentences.append(current)
+            current = []
+        current.append(t)
+        following = texts.get(t + 1, " ")
+        if text.rstrip().endswith((".", "!", "?")) and following[:1].isspace():
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def _ngrams(tokenizer: Any, text: str) -> set[tuple[int, ...]]:
+    """The token n-grams of `text` (each line tokenised as it would follow a space)."""
+    out: set[tuple[int, ...]] = set()
+    for line in filter(None, (line.strip() for line in text.splitlines())):
+        ids = tokenizer(" " + line, add_special_tokens=False)["input_ids"]
+        out |= {tuple(ids[i:i + COPY_NGRAM]) for i in range(len(ids) - COPY_NGRAM + 1)}
+    return out
 
 
 def escape_contents(tokenizer: Any, messages: list[dict[str, Any]]) -> list[dict[str, str]]:

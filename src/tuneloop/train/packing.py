@@ -25,6 +25,7 @@ class PackedRow:
     labels: list[int]
     position_ids: list[int]
     example_ids: list[str]
+    weights: list[float] | None = None  # per-token loss weights, when the examples have any
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -51,17 +52,21 @@ def pack(examples: list[TokenizedExample], max_length: int) -> list[PackedRow]:
             rows.append([i])
             if max_length - size > 0:
                 bisect.insort(free, (max_length - size, len(rows) - 1))
+    weighted = any(ex.weights is not None for ex in examples)
     packed = []
     for members in rows:
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
+        weights: list[float] = []
         for i in sorted(members):  # original order inside a row: stable across runs
             ex = examples[i]
             ids += ex.input_ids
             labels += [IGNORE_INDEX, *ex.labels[1:]]
             positions += list(range(len(ex)))
-        packed.append(PackedRow(ids, labels, positions, [examples[i].id for i in sorted(members)]))
+            weights += ex.weights[:len(ex)] if ex.weights is not None else [1.0] * len(ex)
+        packed.append(PackedRow(ids, labels, positions, [examples[i].id for i in sorted(members)],
+                                weights if weighted else None))
     return packed
 
 
@@ -86,12 +91,13 @@ class PackedCollator:
             ids.append(r["input_ids"] + [self.pad_token_id] * pad)
             labels.append(r["labels"] + [IGNORE_INDEX] * pad)
             positions.append(r["position_ids"] + list(range(pad)))
-        return {
+        batch = {
             "input_ids": torch.tensor(ids),
             "labels": torch.tensor(labels),
             "position_ids": torch.tensor(positions),
             "num_tokens": sum(len(r["input_ids"]) for r in rows),
         }
+        return _with_weights(batch, rows, width)
 
 
 class PaddedCollator:
@@ -111,20 +117,35 @@ class PaddedCollator:
             ids.append(r["input_ids"] + [self.pad_token_id] * pad)
             labels.append(r["labels"] + [IGNORE_INDEX] * pad)
             mask.append([1] * len(r["input_ids"]) + [0] * pad)
-        return {
+        batch = {
             "input_ids": torch.tensor(ids),
             "labels": torch.tensor(labels),
             "attention_mask": torch.tensor(mask),
             "num_tokens": sum(len(r["input_ids"]) for r in rows),
         }
+        return _with_weights(batch, rows, width)
+
+
+def _with_weights(batch: dict[str, Any], rows: list[dict[str, Any]], width: int) -> dict:
+    """Add `loss_weights` (padding weighs 1, its labels are ignored anyway) when rows carry any."""
+    import torch
+
+    if any(r.get("weights") is not None for r in rows):
+        batch["loss_weights"] = torch.tensor(
+            [(r.get("weights") or [1.0] * len(r["input_ids"]))
+             + [1.0] * (width - len(r["input_ids"])) for r in rows])
+    return batch
 
 
 def as_rows(examples: list[TokenizedExample], max_length: int, packing: bool) -> list[dict]:
     """The training rows as plain dicts, the form Trainer's data loader and samplers expect."""
     if packing:
-        return [{"input_ids": r.input_ids, "labels": r.labels, "position_ids": r.position_ids}
+        return [{"input_ids": r.input_ids, "labels": r.labels, "position_ids": r.position_ids,
+                 **({"weights": r.weights} if r.weights is not None else {})}
                 for r in pack(examples, max_length)]
-    return [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    return [{"input_ids": e.input_ids, "labels": e.labels,
+             **({"weights": e.weights[:len(e)]} if e.weights is not None else {})}
+            for e in examples]
 
 
 def _round_up(n: int, multiple: int) -> int:

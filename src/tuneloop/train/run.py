@@ -139,7 +139,8 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
                 records = records[: int(params["max_eval_examples"])]
             examples, report = tokenize_records(tokenizer, records,
                                                 max_length=params["max_seq_length"],
-                                                system_prompt=system)
+                                                system_prompt=system,
+                                                copy_weight=params.get("copy_weight", 1.0))
             rows[split] = as_rows(examples, params["max_seq_length"], params["packing"])
             if split == "train" and not examples:
                 raise TrainingError(f"dataset {version.ref} has no usable training example "

@@ -44,9 +44,12 @@ class TokenCountingTrainer(Trainer):
         Only the assistant's tokens carry labels (a third of a support conversation), so the
         vocabulary projection, the largest single matrix of a small model, runs on the
         positions that predict a labelled token and nowhere else (`logits_to_keep` with a
-        boolean mask). The loss is the same token-mean cross-entropy Trainer computes.
+        boolean mask). The loss is the same token-mean cross-entropy Trainer computes, each
+        token scaled by its `loss_weights` in training when the rows carry them (copied facts,
+        `examples.copy_weights`); the validation loss is never weighted.
         """
         tokens = inputs.pop("num_tokens", 0)
+        weights = inputs.pop("loss_weights", None)
         if model.training:
             self.tokens_seen += int(tokens)
         labels = inputs.pop("labels")
@@ -55,8 +58,11 @@ class TokenCountingTrainer(Trainer):
         keep[:, :-1] = targets != IGNORE_INDEX
         outputs = model(**inputs, logits_to_keep=keep)
         wanted = targets[targets != IGNORE_INDEX]
-        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), wanted,
-                                                 reduction="sum")
+        losses = torch.nn.functional.cross_entropy(outputs.logits.float(), wanted,
+                                                   reduction="none")
+        if weights is not None and model.training:  # validation loss stays plain
+            losses = losses * weights[:, 1:][targets != IGNORE_INDEX].to(losses.dtype)
+        loss = losses.sum()
         # With accumulation, Trainer counts the labelled tokens of the whole optimizer step
         # and the loss is already normalised for it; otherwise it is a per-batch mean.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
@@ -156,6 +162,7 @@ def training_arguments(params: dict[str, Any], output_dir: Path, *, has_eval: bo
         remove_unused_columns=False,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        bf16=use_bf16(params.get("precision", "auto")),
         report_to=["mlflow"] if mlflow else "none",
         run_name=params.get("run_name"),
         disable_tqdm=True,
@@ -163,6 +170,29 @@ def training_arguments(params: dict[str, Any], output_dir: Path, *, has_eval: bo
         ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
     )
+
+
+def use_bf16(precision: str) -> bool:
+    """Whether to train with bfloat16 autocast: "auto" where the hardware computes it natively.
+
+    On a CPU without native bfloat16 instructions, autocast emulates it and is slower than
+    float32, so "auto" keeps float32 there.
+    """
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return native_cpu_bf16()
+
+
+def native_cpu_bf16() -> bool:
+    """True when the CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16), read from the
+    flags Linux reports; False elsewhere."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def build_trainer(model: Any, tokenizer: Any, train_rows: list[dict], eval_rows: list[dict],
