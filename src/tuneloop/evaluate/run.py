@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -29,6 +29,9 @@ from tuneloop.governance.tiers import Actor, Resource, derived_tier
 from tuneloop.store import utcnow
 from tuneloop.store.evals import EvalOutput, EvalRun
 from tuneloop.variant_protocol import RunnableVariant
+
+if TYPE_CHECKING:
+    from tuneloop.project import Project
 
 Progress = Callable[[str, int, int], None]
 
@@ -61,7 +64,7 @@ class EvalResult:
                 if g["required"] and g["status"] == "fail"]
 
 
-def evaluate(project: Any, actor: Actor, variants: Sequence[str] | None = None,
+def evaluate(project: Project, actor: Actor, variants: Sequence[str] | None = None,
              dataset: str | None = None, *, split: str = "test", limit: int | None = None,
              concurrency: int | None = None, report: bool = True,
              progress: Progress | None = None) -> EvalResult:
@@ -101,7 +104,7 @@ def evaluate(project: Any, actor: Actor, variants: Sequence[str] | None = None,
                              progress=progress)
 
 
-def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVariant],
+def evaluate_examples(project: Project, actor: Actor, variants: Sequence[RunnableVariant],
                       examples: Sequence[Example], *, dataset_ref: str,
                       resources: Sequence[Resource], split: str = "test",
                       concurrency: int | None = None, slice_field: str | None = None,
@@ -147,7 +150,7 @@ def evaluate_examples(project: Any, actor: Actor, variants: Sequence[RunnableVar
     return result
 
 
-def _answer(project: Any, actor: Actor, run_id: int, variants: Sequence[RunnableVariant],
+def _answer(project: Project, actor: Actor, run_id: int, variants: Sequence[RunnableVariant],
             examples: Sequence[Example], concurrency: int, progress: Progress | None,
             ) -> tuple[list[Output], dict[tuple[str, str], list[dict[str, Any]]],
                        dict[str, float]]:
@@ -167,7 +170,7 @@ def _answer(project: Any, actor: Actor, run_id: int, variants: Sequence[Runnable
     return outputs, retrieved, wall
 
 
-def _score(project: Any, run_id: int, variants: Sequence[RunnableVariant],
+def _score(project: Project, run_id: int, variants: Sequence[RunnableVariant],
            examples: Sequence[Example], outputs: list[Output],
            retrieved: dict[tuple[str, str], list[dict[str, Any]]], wall: dict[str, float], *,
            concurrency: int, slice_field: str | None,
@@ -188,7 +191,7 @@ def _score(project: Any, run_id: int, variants: Sequence[RunnableVariant],
     return summary, notes
 
 
-def _finish_run(project: Any, run_id: int, *, result: EvalResult | None = None,
+def _finish_run(project: Project, run_id: int, *, result: EvalResult | None = None,
                 error: str = "") -> None:
     """Mark the stored run completed with its summary and report folder, or failed."""
     with project.store.session() as session:
@@ -222,7 +225,7 @@ def with_diagnostics(metrics: Sequence[MetricConfig], examples: Sequence[Example
     return out
 
 
-def _store_outputs(project: Any, run_id: int, outputs: Sequence[Output]) -> None:
+def _store_outputs(project: Project, run_id: int, outputs: Sequence[Output]) -> None:
     with project.store.session() as session:
         for out in outputs:
             session.add(EvalOutput(
@@ -234,7 +237,7 @@ def _store_outputs(project: Any, run_id: int, outputs: Sequence[Output]) -> None
                 chunk_ids=out.chunk_ids))
 
 
-def _store_scores(project: Any, run_id: int, outputs: Sequence[Output]) -> None:
+def _store_scores(project: Project, run_id: int, outputs: Sequence[Output]) -> None:
     by_key = {(o.variant, o.record_id): o for o in outputs}
     with project.store.session() as session:
         for row in session.scalars(select(EvalOutput).where(EvalOutput.run_id == run_id)):
@@ -254,7 +257,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def load_run(project: Any, run_id: int, *, with_outputs: bool = True) -> EvalResult:
+def load_run(project: Project, run_id: int, *, with_outputs: bool = True) -> EvalResult:
     """A stored run with its summary and (optionally) every output."""
     with project.store.session(write=False) as session:
         row = session.get(EvalRun, run_id)
@@ -281,13 +284,13 @@ def load_run(project: Any, run_id: int, *, with_outputs: bool = True) -> EvalRes
                           outputs, paths, row.status, row.created_at)
 
 
-def list_runs(project: Any, limit: int = 20) -> list[EvalRun]:
+def list_runs(project: Project, limit: int = 20) -> list[EvalRun]:
     """The most recent evaluation runs, newest first."""
     with project.store.session(write=False) as session:
         return list(session.scalars(select(EvalRun).order_by(EvalRun.id.desc()).limit(limit)))
 
 
-def compare_runs(project: Any, first: int, second: int, *, resamples: int = 10_000
+def compare_runs(project: Project, first: int, second: int, *, resamples: int = 10_000
                  ) -> dict[str, Any]:
     """Compare the variants of two stored runs example by example (paired on record ids).
 
