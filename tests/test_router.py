@@ -259,7 +259,7 @@ def test_served_routed_alias_answers_with_the_variant_of_each_predicted_slice_an
     record = train_router(project, admin, "tickets", name="serve-router").record
     define(project, admin, "serve-routed", router=record.ref, mapping=MAPPING, fallback="short",
            min_confidence=0.0)
-    rollout.set_stage(project, admin, "helpdesk", "serve-routed", "internal")
+    rollout.set_stage(project, admin, "assistant", "serve-routed", "internal")
     key = principals.create_key(project.store, admin, "ivy", audience="internal").secret
     expected = {}
     for slice_name, text in HELD_OUT.items():
@@ -285,7 +285,7 @@ def test_served_routed_alias_answers_with_the_variant_of_each_predicted_slice_an
         for slice_name, text in HELD_OUT.items():
             reply = httpx.post(url + "/v1/chat/completions", timeout=120,
                                headers={"authorization": f"Bearer {key}"},
-                               json={"model": "helpdesk",
+                               json={"model": "assistant",
                                      "messages": [{"role": "user", "content": text}]})
             assert reply.status_code == 200, reply.text
             answers[slice_name] = (reply.headers["x-request-id"],
