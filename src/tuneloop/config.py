@@ -204,6 +204,9 @@ class GenerationConfig(_Model):
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: list[str] = Field(default_factory=list)
     seed: int | None = 0
+    # end an answer at its first verbatim repetition of a sentence of 4+ words: a small model
+    # at temperature 0 can repeat one sentence until max_tokens
+    stop_repeats: bool = False
 
 
 class VariantConfig(_Model):

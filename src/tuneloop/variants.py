@@ -114,6 +114,7 @@ class Variant:
             top_p=gen.top_p,
             stop=tuple(gen.stop),
             seed=gen.seed,
+            stop_repeats=gen.stop_repeats,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "stop" in clean:

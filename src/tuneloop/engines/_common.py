@@ -7,6 +7,7 @@ InvalidRequest rather than a crash deep inside llama.cpp or torch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,24 +65,32 @@ class StopMatcher:
 
     `feed(piece)` returns the text that is safe to emit now; `stopped` turns true once a stop
     string appeared (the stop string itself is never emitted); `flush()` returns the rest.
+
+    With `repeats`, every sentence of `REPEAT_WORDS` words or more that the answer completes
+    becomes a stop string too: a small model at temperature 0 can fall into a loop that says
+    the same sentence until `max_tokens`, and the loop ends at its first repetition. Text is
+    held back only while it reads as the start of a sentence already said.
     """
 
-    def __init__(self, stops: Sequence[str]) -> None:
+    def __init__(self, stops: Sequence[str], *, repeats: bool = False) -> None:
         self.stops = tuple(stops)
+        self.repeats = repeats
         self._held = ""
+        self._said = ""
+        self._sentences = 0
         self.stopped = False
 
     def feed(self, piece: str) -> str:
         if self.stopped:
             return ""
         if not self.stops:
-            return piece
+            return self._said_now(piece)
         text = self._held + piece
         cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
             self._held = ""
-            return text[:cut]
+            return self._said_now(text[:cut])
         keep = 0  # longest tail of `text` that is a prefix of some stop string
         for stop in self.stops:
             for n in range(min(len(stop) - 1, len(text)), 0, -1):
@@ -89,11 +98,34 @@ class StopMatcher:
                     keep = max(keep, n)
                     break
         self._held = text[len(text) - keep:] if keep else ""
-        return text[:len(text) - keep]
+        return self._said_now(text[:len(text) - keep])
 
     def flush(self) -> str:
         held, self._held = self._held, ""
         return "" if self.stopped else held
+
+    def _said_now(self, text: str) -> str:
+        """Record emitted text; with `repeats`, each newly completed sentence becomes a stop,
+        and a new sentence that starts like one already said waits (as a stop's start does)."""
+        if not self.repeats or not text or self.stopped:
+            return text
+        said = self._said + text
+        *complete, tail = _SENTENCE_BREAK.split(said)
+        for sentence in complete[self._sentences:]:
+            sentence = sentence.strip()
+            if len(sentence.split()) >= REPEAT_WORDS and sentence not in self.stops:
+                self.stops = (*self.stops, sentence)
+        self._sentences = len(complete)
+        lead = tail.lstrip()
+        if lead and len(tail) <= len(text) and any(s.startswith(lead) for s in self.stops):
+            self._held = tail + self._held
+            text, said = text[:len(text) - len(tail)], said[:len(said) - len(tail)]
+        self._said = said
+        return text
+
+REPEAT_WORDS = 4
+# where a sentence ends: ".", "!" or "?" then white space, or a line break
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def physical_cores() -> int:

@@ -31,6 +31,8 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = 0
+    #: end the answer at its first verbatim repetition of a sentence (`StopMatcher`)
+    stop_repeats: bool = False
     #: constrain the answer to JSON / a JSON Schema (engines/structured.py)
     response_format: ResponseFormat | None = None
     #: tools the model may call, and how (engines/tools.py)

@@ -218,7 +218,7 @@ class LlamaCppEngine(Engine):
             budget = min(params.max_tokens, self.context_length - len(prompt))
             vocab = llm._model.vocab
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stopper = StopMatcher(params.stop)
+            stopper = StopMatcher(params.stop, repeats=params.stop_repeats)
             tokens = llm.generate(prompt, temp=float(params.temperature), top_p=params.top_p,
                                   top_k=0, min_p=0.0, repeat_penalty=1.0, reset=True,
                                   grammar=LlamaGrammar.from_string(grammar) if grammar else None)

@@ -174,3 +174,44 @@ def fixed_answer_llama(out_dir: str | Path, text: str) -> Path:
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
+
+
+def looping_llama(out_dir: str | Path, text: str) -> Path:
+    """A tiny llama whose greedy answer to any prompt is `text` said again and again, the loop
+    a small model can fall into at temperature 0: a real model for tests of loop handling.
+
+    Built like `fixed_answer_llama`, with one dimension per token of `text`: each of those
+    tokens is embedded in its own dimension, every other token in dimension 0, and the output
+    head maps dimension 0 to the first token of `text` and each token's dimension to the token
+    after it (the last to the first). The tokens of `text` must be distinct.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = Path(out_dir) / f"looping-{text.encode('utf-8').hex()[:48]}"
+    if (target / "model.safetensors").is_file():
+        return target
+    source = tiny_llama(Path(out_dir) / "looping-base", tie_word_embeddings=False)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    if len(set(ids)) != len(ids) or len(ids) >= model.config.hidden_size:
+        raise ValueError(f"{text!r} must be fewer than {model.config.hidden_size} distinct "
+                         "tokens")
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[: len(ids) + 1] = 1.0
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[ids[0], 0] = 1.0
+        for i, token in enumerate(ids):
+            model.model.embed_tokens.weight[token] = 0.0
+            model.model.embed_tokens.weight[token, i + 1] = 1.0
+            model.lm_head.weight[ids[(i + 1) % len(ids)], i + 1] = 1.0
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target

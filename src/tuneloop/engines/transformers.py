@@ -131,7 +131,7 @@ class TransformersEngine(Engine):
                     break
                 tokens.append(token)
             text = self._decode(tokens)
-            stopper = StopMatcher(params.stop)
+            stopper = StopMatcher(params.stop, repeats=params.stop_repeats)
             cut = stopper.feed(text) + stopper.flush()
             if stopper.stopped:
                 finish = "stop"
@@ -170,7 +170,7 @@ class TransformersEngine(Engine):
 
         budget = min(params.max_tokens, self.context_length - len(prompt))
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        stopper = StopMatcher(params.stop)
+        stopper = StopMatcher(params.stop, repeats=params.stop_repeats)
         produced: list[int] = []
         pieces: list[str] = []
         emitted = ""  # decoded text so far: decode the whole tail so multi-byte text is right
