@@ -2,7 +2,7 @@
 routed combination against the best single variant.
 
     tuneloop demo --dir /tmp/demo        # once: builds, trains and evaluates the four variants
-    .venv/bin/python bench/router.py --project /tmp/demo
+    .venv/bin/python bench/router.py --project /tmp/demo [--eval-run N]
 
 It works on a copy of the project's database (the project itself is not changed) and reads the
 newest evaluation run of single variants, acting as the principal who ran it (Tier 2 tickets:
@@ -103,6 +103,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--project", type=Path, required=True,
                         help="a project the demo ran in (its newest evaluation run is used)")
+    parser.add_argument("--eval-run", type=int, default=None,
+                        help="the evaluation run to route from (default: the newest)")
     parser.add_argument("--resamples", type=int, default=10_000)
     args = parser.parse_args()
     os.environ.pop("TUNELOOP_DATABASE_URL", None)
@@ -115,7 +117,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="tuneloop-bench-router-") as tmp:
         project = Project.open(copy_project(args.project.resolve(), Path(tmp) / "proj"))
-        run_id = latest_completed_run(project)
+        run_id = args.eval_run or latest_completed_run(project)
         source = load_run(project, run_id, with_outputs=False)
         with project.store.session(write=False) as session:
             from tuneloop.store.evals import EvalRun
