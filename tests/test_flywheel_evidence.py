@@ -100,6 +100,7 @@ def test_slightly_lower_but_not_significantly_worse_passes(project: Project) -> 
     assert evidence.passed and evidence.p_value is not None and evidence.p_value >= 0.05
 
 
+@pytest.mark.slow
 def test_rollout_promote_uses_the_online_evidence(project: Project) -> None:
     me = project.actor()
     evaluated(project, ["base", "candidate"])
