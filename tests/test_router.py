@@ -310,6 +310,7 @@ def test_served_routed_alias_answers_with_the_variant_of_each_predicted_slice_an
         assert row.slice_confidence is not None and 0 < row.slice_confidence <= 1
     _watched_by_slice(project)
     project.close()
+    _dashboard_shows_routing(routed_project, key)
 
 
 def _watched_by_slice(project: Project) -> None:
@@ -377,3 +378,24 @@ def test_route_queries_rolls_out_to_internal_only_when_routing_is_shown_not_wors
     assert rollout.state(project, "demo-alias").route("anyone", "internal") == "tickets-routed"
     assert f"{passed.accuracy:.3f}" in passed.message and passed.report is not None
     project.close()
+
+
+def _dashboard_shows_routing(root: Path, key: str) -> None:
+    """The overview breaks routed traffic down by predicted slice; a routed evaluation's page
+    shows the router's confusion matrix."""
+    from tests.ui_helpers import serving, signed_in
+    from tuneloop.evaluate import list_runs
+    from tuneloop.router import evaluate_routed
+
+    project = Project.open(root)
+    source = next(r.id for r in list_runs(project, 50) if r.variants == ["short", "long",
+                                                                         "careful"])
+    routed = evaluate_routed(project, project.actor(), router="serve-router", run_id=source,
+                             name="serve-routed", resamples=500)
+    project.close()
+    with serving(root) as base, signed_in(base, key) as ivy:
+        overview = ivy.get("/ui/overview").text
+        page = ivy.get(f"/ui/evaluations/{routed.run_id}").text
+    assert "Routed requests by predicted slice" in overview
+    assert all(f"<td>{name}</td>" in overview for name in HELD_OUT)
+    assert 'aria-label="confusion matrix"' in page and "serve-routed" in page
