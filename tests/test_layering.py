@@ -46,6 +46,9 @@ KNOWN_LAYER_BREAKS = {
     "flywheel": "flywheel.marks.withdraw calls rollout (erasure moves marked variants off public "
                 "stages) while rollout calls flywheel for evidence and marks: a package cycle",
 }
+KNOWN_PRIVATE_USES = {
+    "serve": "serve.app calls chat._record",
+}
 KNOWN_MODULE_CYCLES = {
     "ui": "ui.app imports the page modules, which import ui.app's helpers",
     "serve": "serve.app and serve.chat (and the embeddings and governance routers) import "
@@ -205,6 +208,47 @@ def test_modules_of_a_package_do_not_import_each_other_in_a_cycle(package: str) 
             graph[i.source].add(i.target)
             graph.setdefault(i.target, set())  # every module is a node
     assert not _cycles(graph)
+
+
+def private_uses(package: str) -> list[str]:
+    """Where a module of `package` uses a private name (`_name`) of another module: imported
+    from it, or reached through it as `module._name`. A private module (`cli._remote`) may be
+    used inside its own package."""
+    known = modules()
+    found = []
+    for module, path in known.items():
+        if package_of(module) != package:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases: dict[str, str] = {}  # local name -> tuneloop module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    target = f"{node.module}.{alias.name}"
+                    if target in known:
+                        aliases[alias.asname or alias.name] = target
+                        if alias.name.startswith("_") and package_of(target) != package:
+                            found.append(f"{path.name}:{node.lineno}: imports {target}")
+                    elif node.module in known and alias.name.startswith("_") \
+                            and not alias.name.startswith("__"):
+                        found.append(f"{path.name}:{node.lineno}: imports {target}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname and alias.name in known:
+                        aliases[alias.asname] = alias.name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id in aliases and node.attr.startswith("_") \
+                    and not node.attr.startswith("__"):
+                found.append(f"{path.name}:{node.lineno}: uses "
+                             f"{aliases[node.value.id]}.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("package", [_marked(p, KNOWN_PRIVATE_USES) for p in PACKAGES])
+def test_no_module_uses_another_modules_private_names(package: str) -> None:
+    uses = private_uses(package)
+    assert not uses, "\n".join(uses)
 
 
 def test_the_checker_sees_known_imports() -> None:
