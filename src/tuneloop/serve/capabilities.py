@@ -25,7 +25,8 @@ def _engine_label(variant: Any) -> str:
 def response_format(body: ChatCompletionRequest, variant: Any) -> ResponseFormat | None:
     """The request's `response_format`, or a 400 when the variant's engine cannot enforce it."""
     try:
-        fmt = structured.from_openai(body.response_format)
+        fmt = structured.from_openai(
+            body.response_format.as_openai() if body.response_format else None)
     except InvalidRequest as exc:
         raise ApiError(400, exc.message, code="invalid_response_format",
                        param="response_format") from None
