@@ -124,10 +124,8 @@ async def handle(server: Server, request: Request) -> Response:
         entry.tier = variant.tier
         if actor.audience == "public" and entry.tier >= 2:
             await anyio.to_thread.run_sync(server.check_public, route, variant)
-        params = variant.params(max_tokens=wanted, temperature=body.temperature,
-                                top_p=body.top_p, stop=body.stops(), seed=body.seed,
-                                response_format=capabilities.response_format(body, variant),
-                                tools=capabilities.tool_request(body, variant))
+        # In a worker thread: checking what the engine can do may load it (seconds).
+        params = await anyio.to_thread.run_sync(_params, body, variant, wanted)
         prepared, prompt_tokens = await anyio.to_thread.run_sync(
             server.prepare, variant, entry.messages, actor)
         entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in prepared.hits]
@@ -170,6 +168,15 @@ async def handle(server: Server, request: Request) -> Response:
     finally:
         if slot is not None:
             slot.release()
+
+
+def _params(body: ChatCompletionRequest, variant: Any, wanted: int | None) -> Any:
+    """The generation parameters of this request for this variant (a 400 for what its engine
+    cannot honour)."""
+    return variant.params(max_tokens=wanted, temperature=body.temperature, top_p=body.top_p,
+                          stop=body.stops(), seed=body.seed,
+                          response_format=capabilities.response_format(body, variant),
+                          tools=capabilities.tool_request(body, variant))
 
 
 @contextlib.asynccontextmanager
