@@ -49,6 +49,11 @@ def test_quick_demo_runs_the_whole_loop_and_leaves_real_artifacts(tmp_path: Path
     html = report.read_text()
     assert html.count("<svg") >= 3 and "tuned-rag" in html and "<script" not in html
 
+    # Routing: a router learned the ticket categories, and the routed combination was judged
+    # against the best single variant from the evaluation's stored answers.
+    assert db.execute("SELECT COUNT(*) FROM query_routers").fetchone()[0] == 1
+    assert "router support-router@v1" in out and "accuracy" in out and "95% CI" in out
+
     # Serving: every simulated request answered and logged, redacted, with feedback attached.
     assert db.execute("SELECT COUNT(*) FROM request_logs WHERE status = 200").fetchone()[0] == 6
     assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 6

@@ -32,10 +32,12 @@ from typing import Any, get_type_hints
 import typer
 from rich.console import Console
 from rich.measure import Measurement
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 PIPE_WIDTH = 4000  # wide enough for a whole chunk or answer on one line
+PANEL_WIDTH = 120
 SCRIPT_COMMANDS = ("list", "show", "query", "status", "sources", "current", "online", "verify")
 JSON_HELP = "Print one JSON document (tables as rows keyed by column) instead of tables."
 
@@ -56,6 +58,8 @@ def fit_to_pipe(console: Console) -> None:
         for item in objects:
             if isinstance(item, Table) and item.width is None:
                 item.width = Measurement.get(console, console.options, item).maximum
+            elif isinstance(item, Panel) and item.width is None:
+                item.width = PANEL_WIDTH  # a panel stretches to the page: keep it readable
         Console.print(console, *objects, **kwargs)
 
     console.print = print_fitted  # type: ignore[method-assign]

@@ -171,11 +171,12 @@ def ensure_people(project: Project, admin: Actor) -> dict[str, tuple[Actor, str]
 
 
 def approve_tier2(project: Project, developer: Actor, officer: Actor, *,
-                  scope: str = "source:tickets",
+                  scope: str | list[str] = "source:tickets",
                   uses: tuple[str, ...] = ("train", "evaluate", "view")) -> int:
     """The developer asks, the privacy officer (another person) grants: the only way in."""
     approval_id = approvals.request(
-        project.store, developer, scope=[scope], uses=list(uses),
+        project.store, developer, scope=[scope] if isinstance(scope, str) else scope,
+        uses=list(uses),
         purpose="Fine-tune and evaluate the support-reply assistant on resolved tickets "
                 "(redacted), for internal use first.",
     )

@@ -16,8 +16,4 @@ def __getattr__(name: str) -> Any:
         from tuneloop.serve.app import create_app
 
         return create_app
-    if name == "rollout":  # moved to `tuneloop.rollout`; kept only for the demo's old import
-        import tuneloop.rollout
-
-        return tuneloop.rollout
     raise AttributeError(name)
