@@ -64,7 +64,7 @@ def test_stop_string_cuts_stream_and_batch_alike(tiny_engine: TransformersEngine
 
 def test_bad_requests_and_overflow_are_clear_errors(tiny_engine: TransformersEngine) -> None:
     with pytest.raises(InvalidRequest, match="role"):
-        tiny_engine.chat([{"role": "tool", "content": "x"}], GenerationParams())
+        tiny_engine.chat([{"role": "robot", "content": "x"}], GenerationParams())
     with pytest.raises(InvalidRequest, match="context window"):
         tiny_engine.batch([[{"role": "user", "content": "word " * 3000}]], GenerationParams())
 
