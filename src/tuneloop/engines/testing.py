@@ -143,75 +143,58 @@ def _build(folder: Path, *, seed: int, hidden_size: int, layers: int, heads: int
 def fixed_answer_llama(out_dir: str | Path, text: str) -> Path:
     """A tiny llama whose greedy answer to any prompt starts with `text` (one token of the
     SmolLM2 vocabulary, e.g. a digit), repeated: a real model folder for tests that need an
-    engine to give a known answer, such as a judge's grade.
-
-    Built from `tiny_llama` by setting weights, not by training: attention and MLP outputs are
-    zeroed, so the last hidden state is the current token's embedding; every embedding has 1 in
-    dimension 0, the final norm keeps only that dimension, and the output head maps it to
-    `text`'s token alone.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    target = Path(out_dir) / f"fixed-answer-{text.encode('utf-8').hex()}"
-    if (target / "model.safetensors").is_file():
-        return target
-    source = tiny_llama(Path(out_dir) / "fixed-answer-base", tie_word_embeddings=False)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(f"{text!r} is {len(ids)} tokens; pass one token's text")
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.model.embed_tokens.weight[:, 0] = 1.0
-        model.model.norm.weight.zero_()
-        model.model.norm.weight[0] = 1.0
-        model.lm_head.weight.zero_()
-        model.lm_head.weight[ids[0], 0] = 1.0
-    model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    return target
+    engine to give a known answer, such as a judge's grade (see `_scripted_llama`)."""
+    return _scripted_llama(out_dir, "fixed-answer", text, loop=False)
 
 
 def looping_llama(out_dir: str | Path, text: str) -> Path:
     """A tiny llama whose greedy answer to any prompt is `text` said again and again, the loop
     a small model can fall into at temperature 0: a real model for tests of loop handling.
+    The tokens of `text` must be distinct (see `_scripted_llama`)."""
+    return _scripted_llama(out_dir, "looping", text, loop=True)
 
-    Built like `fixed_answer_llama`, with one dimension per token of `text`: each of those
-    tokens is embedded in its own dimension, every other token in dimension 0, and the output
-    head maps dimension 0 to the first token of `text` and each token's dimension to the token
-    after it (the last to the first). The tokens of `text` must be distinct.
+
+def _scripted_llama(out_dir: str | Path, kind: str, text: str, *, loop: bool) -> Path:
+    """A tiny llama whose next token is a fixed function of the current one, built from
+    `tiny_llama` by setting weights, not by training.
+
+    Attention and MLP outputs are zeroed, so the last hidden state is the current token's
+    embedding, and the final norm keeps only the dimensions used here. Every token is embedded
+    in dimension 0, which the output head maps to the first token of `text`; with `loop`, each
+    token of `text` gets a dimension of its own instead, which the head maps to the token after
+    it (the last to the first). Without `loop`, `text` is one token, said again and again.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = Path(out_dir) / f"looping-{text.encode('utf-8').hex()[:48]}"
+    target = Path(out_dir) / f"{kind}-{text.encode('utf-8').hex()[:48]}"
     if (target / "model.safetensors").is_file():
         return target
-    source = tiny_llama(Path(out_dir) / "looping-base", tie_word_embeddings=False)
+    source = tiny_llama(Path(out_dir) / f"{kind}-base", tie_word_embeddings=False)
     tokenizer = AutoTokenizer.from_pretrained(source)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    if len(set(ids)) != len(ids) or len(ids) >= model.config.hidden_size:
+    if not loop and len(ids) != 1:
+        raise ValueError(f"{text!r} is {len(ids)} tokens; pass one token's text")
+    if loop and (len(set(ids)) != len(ids) or len(ids) >= model.config.hidden_size):
         raise ValueError(f"{text!r} must be fewer than {model.config.hidden_size} distinct "
                          "tokens")
+    chain = list(enumerate(ids, start=1)) if loop else []
     with torch.no_grad():
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
-        model.model.embed_tokens.weight.zero_()
-        model.model.embed_tokens.weight[:, 0] = 1.0
         model.model.norm.weight.zero_()
-        model.model.norm.weight[: len(ids) + 1] = 1.0
+        model.model.norm.weight[: len(chain) + 1] = 1.0
         model.lm_head.weight.zero_()
         model.lm_head.weight[ids[0], 0] = 1.0
-        for i, token in enumerate(ids):
+        if loop:
+            model.model.embed_tokens.weight.zero_()
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        for dim, token in chain:
             model.model.embed_tokens.weight[token] = 0.0
-            model.model.embed_tokens.weight[token, i + 1] = 1.0
-            model.lm_head.weight[ids[(i + 1) % len(ids)], i + 1] = 1.0
+            model.model.embed_tokens.weight[token, dim] = 1.0
+            model.lm_head.weight[ids[dim % len(ids)], dim] = 1.0
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
