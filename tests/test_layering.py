@@ -46,9 +46,7 @@ KNOWN_LAYER_BREAKS = {
     "flywheel": "flywheel.marks.withdraw calls rollout (erasure moves marked variants off public "
                 "stages) while rollout calls flywheel for evidence and marks: a package cycle",
 }
-KNOWN_PRIVATE_USES = {
-    "serve": "serve.app calls chat._record",
-}
+KNOWN_PRIVATE_USES: dict[str, str] = {}
 KNOWN_MODULE_CYCLES = {
     "ui": "ui.app imports the page modules, which import ui.app's helpers",
     "serve": "serve.app and serve.chat (and the embeddings and governance routers) import "

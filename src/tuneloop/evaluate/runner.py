@@ -81,6 +81,39 @@ def hit_dict(hit: Any) -> dict[str, Any]:
 WARMUP_TOKENS = 4
 
 
+def answer_one(variant: RunnableVariant, example: Example, actor: Actor,
+               retrieved: dict[str, list[dict]]) -> Output:
+    """One example answered and measured; its retrieved chunks go into `retrieved`. An engine
+    failure is recorded on the output, not raised."""
+    out = Output(variant=variant.name, record_id=example.id, output="",
+                 reference=example.reference, prompt=example.messages, slice=example.slice)
+    start = time.perf_counter()
+    try:
+        result = variant.run(example.messages, actor)
+    except EngineError as exc:
+        out.error = str(exc) or type(exc).__name__
+        out.finish_reason = "error"
+        return out
+    wall = time.perf_counter() - start
+    completion = result.completion
+    # Users wait for retrieval and prompt assembly too, which happen before the engine call:
+    # add that time to the engine's own time to first token and total.
+    before_engine = max(0.0, wall - completion.total_s)
+    out.output = completion.text
+    out.finish_reason = completion.finish_reason
+    out.ttft_s = completion.ttft_s + before_engine
+    out.total_s = completion.total_s + before_engine
+    out.prompt_tokens = completion.prompt_tokens
+    out.completion_tokens = completion.completion_tokens
+    out.citations = [c if isinstance(c, dict) else hit_dict(c)
+                     for c in (result.citations or [])]
+    hits = _mark_shown([hit_dict(h) for h in (result.hits or [])], out.citations,
+                       getattr(result, "context", None) or [])
+    out.chunk_ids = [h.get("chunk_id") for h in hits]
+    retrieved[example.id] = hits
+    return out
+
+
 def run_variant(variant: RunnableVariant, examples: Sequence[Example], actor: Actor, *,
                 concurrency: int = 1, warmup: bool = True,
                 progress: Progress | None = None) -> tuple[list[Output], dict[str, list[dict]],
@@ -100,33 +133,7 @@ def run_variant(variant: RunnableVariant, examples: Sequence[Example], actor: Ac
     done = 0
 
     def one(example: Example) -> Output:
-        out = Output(variant=variant.name, record_id=example.id, output="",
-                     reference=example.reference, prompt=example.messages, slice=example.slice)
-        start = time.perf_counter()
-        try:
-            result = variant.run(example.messages, actor)
-        except EngineError as exc:
-            out.error = str(exc) or type(exc).__name__
-            out.finish_reason = "error"
-            return out
-        wall = time.perf_counter() - start
-        completion = result.completion
-        # Users wait for retrieval and prompt assembly too, which happen before the engine call:
-        # add that time to the engine's own time to first token and total.
-        before_engine = max(0.0, wall - completion.total_s)
-        out.output = completion.text
-        out.finish_reason = completion.finish_reason
-        out.ttft_s = completion.ttft_s + before_engine
-        out.total_s = completion.total_s + before_engine
-        out.prompt_tokens = completion.prompt_tokens
-        out.completion_tokens = completion.completion_tokens
-        out.citations = [c if isinstance(c, dict) else hit_dict(c)
-                         for c in (result.citations or [])]
-        hits = _mark_shown([hit_dict(h) for h in (result.hits or [])], out.citations,
-                           getattr(result, "context", None) or [])
-        out.chunk_ids = [h.get("chunk_id") for h in hits]
-        retrieved[example.id] = hits
-        return out
+        return answer_one(variant, example, actor, retrieved)
 
     outputs: list[Output] = []
     start = time.perf_counter()

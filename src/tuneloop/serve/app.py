@@ -218,7 +218,7 @@ class Server:
             result = variant.run(messages, actor, params)
             entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in result.hits]
             entry.tier = requestlog.tier_of(entry.tier, result.hits)
-            chat._record(entry, result.completion, started)
+            requestlog.record(entry, result.completion, started)
         except Exception as exc:
             entry.status, entry.error = 500, f"shadow failed: {exc}"
             entry.total_ms = (time.perf_counter() - started) * 1000
@@ -263,6 +263,36 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
     """
     server = Server(project, variant_loader=variant_loader, auth_ttl_s=auth_ttl_s)
     errors = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 429, 503)}
+    app = FastAPI(title="tuneloop", version="1", responses=errors,  # type: ignore[arg-type]
+                  lifespan=_lifespan(project, server, retention),
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.server = server
+    install(app)
+    chat_defs = _openai_routes(app, server)
+    _operations_routes(app, server,
+                       public_metrics or os.environ.get(PUBLIC_METRICS_ENV) == "1")
+    _keyed_api_docs(app, server)
+    from tuneloop.serve.embeddings import embeddings_router
+    from tuneloop.serve.governance_api import governance_router  # team mode
+
+    app.include_router(governance_router(server))
+    app.include_router(embeddings_router(server))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = FastAPI.openapi(app)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(chat_defs)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=project.config.server.max_body_bytes,
+                       on_reject=_reject_logger(server))
+    return app
+
+
+def _lifespan(project: Project, server: Server, retention: bool
+              ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Start-up (PII recognisers loaded, the retention purge started) and shut-down."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -278,15 +308,16 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
             scheduler.stop()
         server.close()
 
-    app = FastAPI(title="tuneloop", version="1", responses=errors,  # type: ignore[arg-type]
-                  lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.server = server
-    install(app)
+    return lifespan
 
-    # The body is parsed by hand (so that even invalid requests are logged); declare it here.
+
+def _openai_routes(app: FastAPI, server: Server) -> dict[str, Any]:
+    """Chat completions, models and feedback; returns the chat request's schema definitions,
+    which the OpenAPI document needs (the body is parsed by hand, so that even invalid requests
+    are logged, and declared here)."""
     chat_schema = ChatCompletionRequest.model_json_schema(
         ref_template="#/components/schemas/{model}")
-    chat_defs = chat_schema.pop("$defs", {})
+    chat_defs: dict[str, Any] = chat_schema.pop("$defs", {})
 
     @app.post("/v1/chat/completions", openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": chat_schema}}}})
@@ -310,6 +341,12 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
                                                      actor, body)
         return FeedbackResponse(id=feedback_id, request_id=body.request_id)
 
+    return chat_defs
+
+
+def _operations_routes(app: FastAPI, server: Server, open_metrics: bool) -> None:
+    """/health for load balancers, /metrics for Prometheus (keyed unless opened)."""
+
     @app.get("/health")
     async def health() -> JSONResponse:
         """Whether this replica can serve: ok, or 503 when its database does not answer."""
@@ -322,8 +359,6 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
             return JSONResponse({"status": "unavailable"}, 503)
         return JSONResponse({"status": "ok"})
 
-    open_metrics = public_metrics or os.environ.get(PUBLIC_METRICS_ENV) == "1"
-
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         """Prometheus metrics (with a key, unless opened to scrapers): requests, latency,
@@ -331,22 +366,3 @@ def create_app(project: Project, *, variant_loader: VariantLoader | None = None,
         if not open_metrics:
             await anyio.to_thread.run_sync(server.authenticate, request)
         return Response(server.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    _keyed_api_docs(app, server)
-    from tuneloop.serve.governance_api import governance_router  # team mode
-
-    app.include_router(governance_router(server))
-    from tuneloop.serve.embeddings import embeddings_router
-
-    app.include_router(embeddings_router(server))
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = FastAPI.openapi(app)
-            document.setdefault("components", {}).setdefault("schemas", {}).update(chat_defs)
-        return app.openapi_schema  # type: ignore[return-value]
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodyLimit, max_bytes=project.config.server.max_body_bytes,
-                       on_reject=_reject_logger(server))
-    return app

@@ -80,14 +80,6 @@ def _call_deltas(calls: list[dict[str, Any]]) -> dict[str, Any]:
     return {"tool_calls": [{"index": i, **call} for i, call in enumerate(calls)]}
 
 
-def _logged_output(completion: Completion) -> str:
-    """What the log keeps of an answer: its text, then any tool calls as JSON."""
-    if not completion.tool_calls:
-        return completion.text
-    calls = json.dumps([c["function"] for c in completion.tool_calls])
-    return f"{completion.text}\n{calls}" if completion.text else calls
-
-
 def _next(iterator: Iterator[Delta]) -> Any:
     return next(iterator, _DONE)
 
@@ -100,41 +92,9 @@ async def handle(server: Server, request: Request) -> Response:
     started = time.perf_counter()
     slot: Slot | None = None
     try:
-        actor = await anyio.to_thread.run_sync(server.authenticate, request)
-        entry.principal, entry.audience = actor.name, actor.audience
-        server.limiter.take(server.keys.bucket(request.headers.get("authorization")))
-        body = _parse(await request.body())
-        entry.model, entry.stream = body.model, body.stream
-        if body.user:  # the data subject the caller acts for: stored only as a hash
-            from tuneloop.data.records import subject_hash
-
-            entry.subject = subject_hash(body.user)
-        entry.messages = _messages(body)
-        route = await anyio.to_thread.run_sync(server.router.resolve, actor, body.model,
-                                               entry.messages)
-        entry.variant, entry.routed_by = route.variant, route.routed_by
-        entry.predicted_slice, entry.slice_confidence = route.slice, route.confidence
-        wanted = body.wanted_tokens()
-        if wanted is not None and wanted > server.config.max_output_tokens:
-            raise ApiError(400, f"max_tokens {wanted} is over this server's limit of "
-                                f"{server.config.max_output_tokens}", code="max_tokens_exceeded",
-                           param="max_tokens")
+        actor, body, route = await _admit(server, request, entry)
         slot = server.admission.acquire()
-        variant = await anyio.to_thread.run_sync(server.variant, route.variant)
-        entry.tier = variant.tier
-        if actor.audience == "public" and entry.tier >= 2:
-            await anyio.to_thread.run_sync(server.check_public, route, variant)
-        # In a worker thread: checking what the engine can do may load it (seconds).
-        params = await anyio.to_thread.run_sync(_params, body, variant, wanted)
-        prepared, prompt_tokens = await anyio.to_thread.run_sync(
-            server.prepare, variant, entry.messages, actor)
-        entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in prepared.hits]
-        entry.tier = requestlog.tier_of(entry.tier, prepared.hits)
-        entry.prompt_tokens = prompt_tokens
-        if prompt_tokens > server.config.max_input_tokens:
-            raise ApiError(400, f"the prompt is {prompt_tokens} tokens, over this server's limit "
-                                f"of {server.config.max_input_tokens}",
-                           code="context_length_exceeded", param="messages")
+        variant, params, prepared = await _prepare(server, actor, body, route, entry)
         await anyio.to_thread.run_sync(server.shadow, route, entry.messages, actor, params, rid,
                                        entry.subject)
         if body.stream:
@@ -149,7 +109,7 @@ async def handle(server: Server, request: Request) -> Response:
                                                          "cache-control": "no-cache"})
         async with _entered(server.gate(variant)):
             completion, first_at = await _complete(variant, prepared, params, request)
-        _record(entry, completion, started)
+        requestlog.record(entry, completion, started)
         if first_at is not None:  # time to first token counts from the request's arrival
             entry.ttft_ms = (first_at - started) * 1000
         await anyio.to_thread.run_sync(server.log, entry)
@@ -168,6 +128,54 @@ async def handle(server: Server, request: Request) -> Response:
     finally:
         if slot is not None:
             slot.release()
+
+
+async def _admit(server: Server, request: Request, entry: requestlog.Entry
+                 ) -> tuple[Any, ChatCompletionRequest, Any]:
+    """Who asks (by key), within their rate, for what (the parsed body), served by which
+    variant (the rollout's routing): each noted on the log entry as it is known."""
+    actor = await anyio.to_thread.run_sync(server.authenticate, request)
+    entry.principal, entry.audience = actor.name, actor.audience
+    server.limiter.take(server.keys.bucket(request.headers.get("authorization")))
+    body = _parse(await request.body())
+    entry.model, entry.stream = body.model, body.stream
+    if body.user:  # the data subject the caller acts for: stored only as a hash
+        from tuneloop.data.records import subject_hash
+
+        entry.subject = subject_hash(body.user)
+    entry.messages = _messages(body)
+    route = await anyio.to_thread.run_sync(server.router.resolve, actor, body.model,
+                                           entry.messages)
+    entry.variant, entry.routed_by = route.variant, route.routed_by
+    entry.predicted_slice, entry.slice_confidence = route.slice, route.confidence
+    wanted = body.wanted_tokens()
+    if wanted is not None and wanted > server.config.max_output_tokens:
+        raise ApiError(400, f"max_tokens {wanted} is over this server's limit of "
+                            f"{server.config.max_output_tokens}", code="max_tokens_exceeded",
+                       param="max_tokens")
+    return actor, body, route
+
+
+async def _prepare(server: Server, actor: Any, body: ChatCompletionRequest, route: Any,
+                   entry: requestlog.Entry) -> tuple[Any, Any, Any]:
+    """The variant (the public only where its gates allow), the generation parameters and the
+    prompt it will answer (retrieval included), within the server's input limit."""
+    variant = await anyio.to_thread.run_sync(server.variant, route.variant)
+    entry.tier = variant.tier
+    if actor.audience == "public" and entry.tier >= 2:
+        await anyio.to_thread.run_sync(server.check_public, route, variant)
+    # In a worker thread: checking what the engine can do may load it (seconds).
+    params = await anyio.to_thread.run_sync(_params, body, variant, body.wanted_tokens())
+    prepared, prompt_tokens = await anyio.to_thread.run_sync(
+        server.prepare, variant, entry.messages, actor)
+    entry.chunk_ids = [str(getattr(h, "chunk_id", h)) for h in prepared.hits]
+    entry.tier = requestlog.tier_of(entry.tier, prepared.hits)
+    entry.prompt_tokens = prompt_tokens
+    if prompt_tokens > server.config.max_input_tokens:
+        raise ApiError(400, f"the prompt is {prompt_tokens} tokens, over this server's limit "
+                            f"of {server.config.max_input_tokens}",
+                       code="context_length_exceeded", param="messages")
+    return variant, params, prepared
 
 
 def _params(body: ChatCompletionRequest, variant: Any, wanted: int | None) -> Any:
@@ -253,15 +261,6 @@ def _error_response(error: ApiError, rid: str) -> JSONResponse:
                         status_code=error.status, headers={**error.headers, "x-request-id": rid})
 
 
-def _record(entry: requestlog.Entry, completion: Completion, started: float) -> None:
-    entry.output = _logged_output(completion)
-    entry.finish_reason = completion.finish_reason
-    entry.prompt_tokens = completion.prompt_tokens or entry.prompt_tokens
-    entry.completion_tokens = completion.completion_tokens
-    entry.ttft_ms = completion.ttft_s * 1000
-    entry.total_ms = (time.perf_counter() - started) * 1000
-
-
 def _usage(completion: Completion) -> dict[str, int]:
     return {"prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
@@ -305,42 +304,25 @@ async def _stream(server: Server, iterator: Iterator[Delta], prepared: Any,
             delta = await anyio.to_thread.run_sync(_next, iterator)
             if delta is _DONE:
                 break
+            if (delta.text or delta.tool_calls) and entry.ttft_ms is None:
+                entry.ttft_ms = (time.perf_counter() - started) * 1000
             if delta.text:
-                if entry.ttft_ms is None:
-                    entry.ttft_ms = (time.perf_counter() - started) * 1000
                 pieces.append(delta.text)
                 yield _chunk(rid, model, created, {"content": delta.text})
             if delta.tool_calls:
-                if entry.ttft_ms is None:
-                    entry.ttft_ms = (time.perf_counter() - started) * 1000
                 yield _chunk(rid, model, created, _call_deltas(delta.tool_calls))
             if delta.completion is not None:
                 completion = delta.completion
-        entry.output = "".join(pieces)
-        if completion is not None:
-            ttft = entry.ttft_ms
-            _record(entry, completion, started)
-            if not completion.tool_calls:
-                entry.output = "".join(pieces) or completion.text
-            entry.ttft_ms = ttft if ttft is not None else entry.ttft_ms
-        entry.total_ms = (time.perf_counter() - started) * 1000
+        _streamed(entry, pieces, completion, started)
         # The log row is committed before the last bytes (finish, usage, [DONE]) go out.
         await anyio.to_thread.run_sync(server.log, entry)
         logged = True
-        yield _chunk(rid, model, created, {}, _finish(entry.finish_reason or "stop"))
-        if include_usage and completion is not None:
-            usage = {"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk",
-                     "created": created, "model": model, "choices": [],
-                     "usage": _usage(completion)}
-            yield b"data: " + json.dumps(usage).encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
+        for event in _last_events(entry, completion, model, created, include_usage):
+            yield event
     except Exception as exc:
         # A failed stream ends with an error event, never a silently truncated 200.
         error = as_api_error(exc)
-        entry.status, entry.error = error.status, error.message
-        entry.output = "".join(pieces)
-        entry.finish_reason = "error"
-        entry.total_ms = (time.perf_counter() - started) * 1000
+        _ended(entry, pieces, started, error.status, error.message, "error")
         if not logged:
             await anyio.to_thread.run_sync(server.log, entry)
             logged = True
@@ -355,9 +337,41 @@ async def _stream(server: Server, iterator: Iterator[Delta], prepared: Any,
                 gate.release()
             if not logged:
                 # The client went away mid-stream: generation stopped; log what was sent.
-                entry.status, entry.finish_reason = CLIENT_GONE, "cancelled"
-                entry.error = "client disconnected before the end of the stream"
-                entry.output = "".join(pieces)
-                entry.total_ms = (time.perf_counter() - started) * 1000
+                _ended(entry, pieces, started, CLIENT_GONE,
+                       "client disconnected before the end of the stream", "cancelled")
                 await anyio.to_thread.run_sync(server.log, entry)
             slot.release()
+
+
+def _streamed(entry: requestlog.Entry, pieces: list[str], completion: Completion | None,
+              started: float) -> None:
+    """Note a finished stream on its log entry: what was sent, and the engine's figures."""
+    entry.output = "".join(pieces)
+    if completion is not None:
+        ttft = entry.ttft_ms
+        requestlog.record(entry, completion, started)
+        if not completion.tool_calls:
+            entry.output = "".join(pieces) or completion.text
+        entry.ttft_ms = ttft if ttft is not None else entry.ttft_ms
+    entry.total_ms = (time.perf_counter() - started) * 1000
+
+
+def _ended(entry: requestlog.Entry, pieces: list[str], started: float, status: int,
+           error: str, finish_reason: str) -> None:
+    """Note a stream that ended early (an error, or a client gone) on its log entry."""
+    entry.status, entry.error, entry.finish_reason = status, error, finish_reason
+    entry.output = "".join(pieces)
+    entry.total_ms = (time.perf_counter() - started) * 1000
+
+
+def _last_events(entry: requestlog.Entry, completion: Completion | None, model: str,
+                 created: int, include_usage: bool) -> list[bytes]:
+    """The stream's closing events: the finish reason, the usage when asked for, [DONE]."""
+    events = [_chunk(entry.id, model, created, {}, _finish(entry.finish_reason or "stop"))]
+    if include_usage and completion is not None:
+        usage = {"id": f"chatcmpl-{entry.id}", "object": "chat.completion.chunk",
+                 "created": created, "model": model, "choices": [],
+                 "usage": _usage(completion)}
+        events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    return events

@@ -9,8 +9,10 @@ was redacted are stored.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tuneloop.engines.base import Completion
 from tuneloop.governance.pii import Redactor
 from tuneloop.store import Store
 from tuneloop.store.serving import RequestLog
@@ -90,6 +93,25 @@ class Entry:
                           total_ms=self.total_ms, replica=REPLICA, routed_by=self.routed_by,
                           predicted_slice=self.predicted_slice,
                           slice_confidence=self.slice_confidence)
+
+
+def record(entry: Entry, completion: Completion, started: float) -> None:
+    """Note an answer on its entry: its text (and tool calls), finish, tokens and timings
+    (`started` is the request's `time.perf_counter()` at arrival)."""
+    entry.output = logged_output(completion)
+    entry.finish_reason = completion.finish_reason
+    entry.prompt_tokens = completion.prompt_tokens or entry.prompt_tokens
+    entry.completion_tokens = completion.completion_tokens
+    entry.ttft_ms = completion.ttft_s * 1000
+    entry.total_ms = (time.perf_counter() - started) * 1000
+
+
+def logged_output(completion: Completion) -> str:
+    """What the log keeps of an answer: its text, then any tool calls as JSON."""
+    if not completion.tool_calls:
+        return completion.text
+    calls = json.dumps([c["function"] for c in completion.tool_calls])
+    return f"{completion.text}\n{calls}" if completion.text else calls
 
 
 def write(store: Store, entities: Sequence[str], entry: Entry) -> None:

@@ -121,8 +121,6 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
              params: dict[str, Any], progress: Callable[[TrainProgress], None] | None,
              export: bool, register: bool, *, resume: bool) -> TrainResult:
     from tuneloop.train import callbacks as cb
-    from tuneloop.train.examples import read_records, tokenize_records
-    from tuneloop.train.packing import as_rows
     from tuneloop.train.sft import build_trainer, load_model, load_tokenizer
 
     out = run_dir(project, run_id)
@@ -130,22 +128,8 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
     main = _is_main()
     try:
         tokenizer = load_tokenizer(model.hf_dir)
-        system = project.config.task.system_prompt
-        rows = {}
-        for split in ("train", "validation"):
-            path = _split_path(out, version, params, split)
-            records = list(read_records(path)) if path.is_file() else []
-            if split == "validation" and params.get("max_eval_examples"):
-                records = records[: int(params["max_eval_examples"])]
-            examples, report = tokenize_records(tokenizer, records,
-                                                max_length=params["max_seq_length"],
-                                                system_prompt=system,
-                                                copy_weight=params.get("copy_weight", 1.0))
-            rows[split] = as_rows(examples, params["max_seq_length"], params["packing"])
-            if split == "train" and not examples:
-                raise TrainingError(f"dataset {version.ref} has no usable training example "
-                                    f"({len(report.dropped_no_assistant)} without an "
-                                    "assistant answer)", hint="check its train split")
+        rows = {split: _rows(project, out, version, params, tokenizer, split)
+                for split in ("train", "validation")}
         net = load_model(model.hf_dir, params)
         trainer_ref: list[Any] = []
         callbacks: list[Any] = [cb.CheckpointMarkerCallback()]
@@ -188,6 +172,27 @@ def _execute(project: Project, run_id: int, version: DatasetVersion, model: Base
         _finish(project, run_id, version, model, params, result, register=register,
                 export=export)
     return result
+
+
+def _rows(project: Project, out: Path, version: DatasetVersion, params: dict[str, Any],
+          tokenizer: Any, split: str) -> list[dict]:
+    """One split as training rows: read, tokenised in the task's framing (facts weighted by
+    `copy_weight`), packed. A train split with no usable example is an error."""
+    from tuneloop.train.examples import read_records, tokenize_records
+    from tuneloop.train.packing import as_rows
+
+    path = _split_path(out, version, params, split)
+    records = list(read_records(path)) if path.is_file() else []
+    if split == "validation" and params.get("max_eval_examples"):
+        records = records[: int(params["max_eval_examples"])]
+    examples, report = tokenize_records(tokenizer, records, max_length=params["max_seq_length"],
+                                        system_prompt=project.config.task.system_prompt,
+                                        copy_weight=params.get("copy_weight", 1.0))
+    if split == "train" and not examples:
+        raise TrainingError(f"dataset {version.ref} has no usable training example "
+                            f"({len(report.dropped_no_assistant)} without an assistant "
+                            "answer)", hint="check its train split")
+    return as_rows(examples, params["max_seq_length"], params["packing"])
 
 
 def _final_eval_loss(trainer: Any) -> float:
