@@ -110,6 +110,7 @@ def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_lengt
     """
     report = TokenizeReport()
     out: list[TokenizedExample] = []
+    template = _ngrams(tokenizer, system_prompt or "") if copy_weight != 1.0 else set()
     for record in records:
         messages = escape_contents(tokenizer, record["messages"])
         if system_prompt and messages[0]["role"] != "system":
@@ -118,7 +119,7 @@ def tokenize_records(tokenizer: Any, records: list[dict[str, Any]], *, max_lengt
                                         example_id=str(record["id"]))
         if copy_weight != 1.0:
             example.weights = copy_weights(tokenizer, example, messages, copy_weight,
-                                           instructions=system_prompt or "")
+                                           instructions=system_prompt or "", template=template)
         if example.trained_tokens == 0:
             report.dropped_no_assistant.append(str(record["id"]))
             continue
@@ -132,7 +133,8 @@ COPY_NGRAM = 3  # tokens in a row an answer must share with the prompt to count 
 
 
 def copy_weights(tokenizer: Any, example: TokenizedExample, messages: list[dict[str, str]],
-                 weight: float, *, instructions: str = "") -> list[float]:
+                 weight: float, *, instructions: str = "",
+                 template: set[tuple[int, ...]] | None = None) -> list[float]:
     """Loss weights that favour the answer's sentences that carry facts from the prompt.
 
     A grounded answer is mostly a house template (greeting, thanks, sign-off) that a model
@@ -143,7 +145,8 @@ def copy_weights(tokenizer: Any, example: TokenizedExample, messages: list[dict[
     `COPY_NGRAM` tokens from a user or tool message, or from a system message beyond the
     task's own `instructions` (whose phrases are template, not facts).
     """
-    template = _ngrams(tokenizer, instructions)
+    if template is None:  # the instructions' n-grams, computed once per run by the caller
+        template = _ngrams(tokenizer, instructions)
     sources: set[tuple[int, ...]] = set()
     for message in messages:
         if message["role"] == "assistant":
