@@ -84,7 +84,8 @@ def test_unknown_entity_is_a_clear_error() -> None:
 @pytest.mark.parametrize("phone", ["030 12345678", "06-12 34 56 78", "(02) 9876 5432",
                                    "0664/1234567", "+32(0)690-743915", "(+358) 232860129",
                                    "06 1 234 5678", "0612345678", "3922153973",
-                                   "00420 608 777 631"])
+                                   "00420 608 777 631", "(71)/886-4287", "030/1234567",
+                                   "28194821", "13812345678"])
 def test_national_phone_formats_with_and_without_country_code(redactor: Redactor,
                                                               phone: str) -> None:
     assert redactor.redact(f"sure, it's {phone}").text == "sure, it's <PHONE_NUMBER_1>"
@@ -106,6 +107,13 @@ def test_names_in_any_case_and_script_after_a_cue(redactor: Redactor, text: str,
 def test_e_mail_addresses_with_non_ascii_local_parts_and_domains(redactor: Redactor) -> None:
     text = "write to jürgen.müller@bücher.de or josé@mañana.mx"
     assert redactor.redact(text).text == "write to <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_2>"
+
+
+@pytest.mark.parametrize("text", ["order 48213377 shipped", "Invoice no. 48213377 is overdue",
+                                  "ticket #48213377", "snapshot 20250304 was restored"])
+def test_identifiers_and_dates_in_one_block_are_not_phones(redactor: Redactor,
+                                                           text: str) -> None:
+    assert redactor.redact(text).text == text
 
 
 def test_release_notes_without_personal_data_are_unchanged(redactor: Redactor) -> None:

@@ -70,16 +70,24 @@ class SecretRecognizer:
 
 
 _PHONE = re.compile(
-    r"(?<![\w+#/.-])(?P<value>(?:(?:\+|00)\d{1,3}[\s.-]?|\(?\+?\(?\d{1,4}\)[\s.-]?)?"
+    r"(?<![\w+#/.-])(?P<value>(?:(?:\+|00)\d{1,3}[\s.-]?|\(?\+?\(?\d{1,4}\)[\s./-]?)?"
     r"(?:\(0\)\s?)?"
-    r"(?:0?\(\d{1,5}\)[\s.-]?)?\d{1,12}(?:(?:[\s.-]|/|\s?-\s?)\d{1,8}){0,6}"
+    r"(?:0?\(\d{1,5}\)[\s./-]?)?\d{1,15}(?:(?:[\s.-]|/|\s?-\s?)\d{1,8}){0,6}"
     r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?)(?![\w/-]|\.\d)")
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 _GROUPED = re.compile(r"\d[\s./-]\d")
 _EXTENSION = re.compile(r"\s?(?:x|ext)")
 # Numbering plans whose national numbers are often written as one block without a leading 0
 # (North America, Italy, Greece, Spain, France without its 0, Brazil, India, Russia's 8...).
-_NO_TRUNK_ZERO = ("US", "IT", "GR", "ES", "FR", "BR", "IN", "RU")
+_NO_TRUNK_ZERO = ("US", "IT", "GR", "ES", "FR", "BR", "IN", "RU", "CN")
+# Closed plans of eight digits and no trunk prefix, written in one block at home: Denmark
+# ("28194821") and Norway share the shape.
+_CLOSED_EIGHT = ("DK", "NO")
+_YYYYMMDD = re.compile(r"^(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])$")
+# A bare block right after one of these words is an identifier, not a phone ("order 48213377").
+_ID_BEFORE = re.compile(r"(?i)\b(?:order|invoice|ticket|case|issue|build|version|release|id|ref|"
+                        r"sku|serial|tracking|po|booking|reservation)\b[\s#:.-]*"
+                        r"(?:no\.?|nr\.?|number|num)?[\s#:.-]*$")
 _LAST_SINGLE = re.compile(r"\d[\s./-]\d\s*$")  # "14 3 2025 7": a list of numbers, not a phone
 
 
@@ -89,9 +97,11 @@ class PhoneNumberRecognizer:
     Presidio's PhoneRecognizer runs the `phonenumbers` matcher once per region and accepts only
     numbers valid in a numbering plan; ours finds candidates with one pattern and scores them by
     shape: an international number (`+` or `00`) that `phonenumbers` finds possible, a grouped
-    national number ("030 1234 5678", "06-12 34 56 78", "(02) 7776 3170"), or a national number
-    written in one block that starts with 0; a bare block of digits needs a context word
-    ("Mob.", "tel", "call me") before it.
+    national number ("030 1234 5678", "06-12 34 56 78", "(02) 7776 3170", "(71)/886-4287"), a
+    national number written in one block that starts with 0, or a block valid in a plan written
+    without a trunk 0 (nine to eleven digits: "3922153973"; eight in Denmark and Norway). Any
+    other bare block of digits needs a context word ("Mob.", "tel", "call me") before it, and a
+    bare block right after "order", "invoice", "ticket", "build"... is an identifier.
     """
 
     supported_entities = ["PHONE_NUMBER"]
@@ -105,6 +115,9 @@ class PhoneNumberRecognizer:
         for match in _PHONE.finditer(text):
             value = match.group("value")
             score = _phone_score(value)
+            start = match.start("value")
+            if score and value.isdigit() and _ID_BEFORE.search(text[max(0, start - 30):start]):
+                continue
             if score:
                 out.append(_result("PHONE_NUMBER", match.start("value"), match.end("value"),
                                    score))
@@ -137,6 +150,9 @@ def _phone_score(value: str) -> float:
         return 0.45  # a national number in one block ("0612345678")
     if not grouped and 9 <= digits <= 11 and _valid_in(core, _NO_TRUNK_ZERO):
         return 0.45  # plans written without a trunk 0: "6114980364", "3922153973"
+    if not grouped and digits == 8 and not _YYYYMMDD.match(core) \
+            and _valid_in(core, _CLOSED_EIGHT):
+        return 0.45  # "28194821": a Danish or Norwegian number as written at home
     if _valid_in(core, ("US",), possible=True):
         return 0.6 if grouped else 0.3  # "555-0199"; a bare block needs a context word
     return 0.3 if digits >= 8 else 0.0
