@@ -27,11 +27,14 @@ from tuneloop.store import Approval, AuditEvent, AuditHead
 
 
 @pytest.fixture
-def insider(kb_dir: Path) -> Iterator[dict[str, Any]]:
+def insider(kb_dir: Path, database_url: str) -> Iterator[dict[str, Any]]:
     """A project with Tier 1 docs and Tier 2 tickets; keys for a developer, the privacy officer
-    (pia) and a public user, made by the project's creator."""
+    (pia) and a public user, made by the project's creator. On SQLite and on PostgreSQL (the
+    `database_url` parameter): the CLI in a subprocess and the server use that store too."""
     project_dir = kb_dir
     project = Project.open(project_dir)
+    assert project.store.dialect == ("postgresql" if database_url.startswith("postgres")
+                                     else "sqlite")
     admin = project.actor()
     keys = {name: principals.create_key(project.store, admin, name, role=role,
                                         audience=audience).secret
@@ -260,6 +263,61 @@ def test_query_as_another_principal_does_not_borrow_their_approval(insider) -> N
     assert shown.returncode == 0, shown.stderr
     assert "tickets:" in shown.stdout and "Tier 2 text hidden" in shown.stdout
     assert "Globex cannot sync" not in shown.stdout
+
+
+def test_enrich_reads_earlier_and_compared_versions_only_through_the_gate(insider) -> None:
+    from tests.test_flywheel_support import log_request, rate
+    from tuneloop.data.versions import get_version
+    from tuneloop.flywheel.enrich import enrich
+
+    project, keys = insider["project"], insider["keys"]
+    store = project.store
+    dan, pia, pub = (principals.authenticate(store, keys[k]) for k in ("dan", "pia", "pub"))
+    keys["dora"] = principals.create_key(store, project.actor(), "dora").secret
+    dora = principals.authenticate(store, keys["dora"])
+    # Dan, approved, builds a Tier 2 version from a customer's rated request.
+    customer = log_request(project, "My invoice total is wrong", "Let me check the invoice.",
+                           principal="pub", audience="public")
+    rate(project, pub, customer, rating=1)
+    dans = approvals.request(store, dan, scope=["logs:base"], uses=["train"],
+                             purpose="learn from customer feedback")
+    approvals.grant(store, pia, dans)
+    first = enrich(project, dan, "customers").version
+    assert first is not None and first.tier == 2 and first.approvals == (dans,)
+    # Dora, with no approval, has a Tier 1 (internal) request of her own to add.
+    mine = log_request(project, "How do I add a device?", "Sign in on it.", principal="dora")
+    rate(project, dora, mine, rating=1)
+    hint = "approvals request --scope logs:base --use train"
+    extended = cli(insider, "enrich", "customers", "--audience", "internal", key="dora")
+    assert extended.returncode != 0
+    assert "dataset 'customers' (tier 2)" in extended.stderr and hint in extended.stderr
+    compared = cli(insider, "enrich", "mine", "--audience", "internal", "--against",
+                   "customers", key="dora")
+    assert compared.returncode != 0 and hint in compared.stderr
+    assert get_version(project, "customers").id == first.id
+    refused = [e.target for e in audit_events(project, "access.refused") if e.actor == "dora"]
+    assert refused.count("dataset:customers") == 2
+    # Without the Tier 2 version she may build her own; with her own approval she may extend
+    # it, and the new version lists her approval, never the one Dan relied on.
+    alone = cli(insider, "enrich", "mine", "--audience", "internal", key="dora")
+    assert alone.returncode == 0, alone.stderr
+    assert get_version(project, "mine").tier == 1 and get_version(project, "mine").approvals == ()
+    doras = approvals.request(store, dora, scope=["logs:base"], uses=["train"],
+                              purpose="extend the customer set")
+    approvals.grant(store, pia, doras)
+    granted = cli(insider, "enrich", "customers", "--audience", "internal", key="dora")
+    assert granted.returncode == 0, granted.stderr
+    second = get_version(project, "customers")
+    assert second.id != first.id and second.tier == 2 and second.roots == first.roots
+    assert second.approvals == (doras,)
+    assert second.manifest["lineage"]["new_request_ids"] == [mine]
+
+
+def audit_events(project: Project, action: str) -> list[Any]:
+    """The audit events of one action, newest first."""
+    from tuneloop.governance import audit
+
+    return audit.list_events(project.store, action=action, limit=500)
 
 
 # 5. The files and the audit chain.
