@@ -82,17 +82,19 @@ class Embedder:
     def embed_query(self, text: str) -> np.ndarray:
         """One unit-length vector for a search query (recent queries are remembered).
 
-        Two threads while a core is free (measured on 2 cores: p95 20 ms against 27 ms with
-        one), one thread on a busy machine, where threads that wait for each other make a
-        15 ms query take a second. Support questions repeat, so the last `QUERY_CACHE`
-        distinct queries skip the model.
+        Always one torch thread. A second thread only helps while the other core is idle: on
+        this shared 2-core machine a 12-token query took 14 ms of CPU with one thread and 141 ms
+        (292 ms of CPU) with two while another process held a core, and the load average that
+        used to choose between them lags a minute behind, so some queries paid the two-thread
+        price (the quick bench's slow p95). A server runs queries side by side anyway. Support
+        questions repeat, so the last `QUERY_CACHE` distinct queries skip the model.
         """
         with self._cache_lock:
             found = self._queries.get(text)
             if found is not None:
                 self._queries.move_to_end(text)
                 return found.copy()
-        vector = self.embed([text], batch_size=1, threads=_query_threads())[0]
+        vector = self.embed([text], batch_size=1, threads=1)[0]
         with self._cache_lock:
             self._queries[text] = vector.copy()
             while len(self._queries) > QUERY_CACHE:
@@ -112,16 +114,6 @@ class Embedder:
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         pooled = self._torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled.float().numpy()
-
-
-def _query_threads() -> int:
-    """2 when the last minute's load leaves a core free, else 1."""
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return 1
-    return 2 if cores >= 2 and load < cores - 0.5 else 1
 
 
 _shared: dict[str, Embedder] = {}
