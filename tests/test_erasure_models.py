@@ -200,3 +200,38 @@ def test_an_export_made_before_the_erasure_is_listed_as_a_copy_that_left(
     assert len(report.exports) == 1 and report.exports[0].startswith(f"{out} (jsonl of {built.ref}")
     event = next(e for e in audit.list_events(project.store, limit=30) if e.action == "erasure")
     assert str(out) in event.details
+
+
+def test_a_model_export_made_before_the_erasure_is_listed_with_its_path(
+        project: Project) -> None:
+    from tuneloop.flywheel.model_exports import list_model_exports
+
+    built = build_dataset(project, project.actor(), "tickets")
+    merged = tiny_llama(project.artifacts_dir / "runs" / "1" / "merged")
+    register_model(project, name="tickets-run1", kind="merged", path=str(merged),
+                   format="safetensors", tier=1, lineage={"dataset_versions": [built.ref]})
+    unrelated = tiny_llama(project.root / "downloads" / "public-model")
+    out, other = project.root / "out" / "tickets-q8.gguf", project.root / "out" / "public.gguf"
+    for folder, target in ((merged, out), (unrelated, other)):
+        done = run_cli("models", "export", str(folder), "--out", str(target), "--quant", "q8_0",
+                       cwd=project.root)
+        assert done.returncode == 0, done.stderr
+    assert [(r.path, r.source, r.models, r.dataset_versions, r.quantization, r.actor)
+            for r in list_model_exports(project)] == [
+        (str(other.resolve()), str(unrelated.resolve()), [], [], "q8_0", project.actor().name),
+        (str(out.resolve()), str(merged.resolve()), ["tickets-run1"], [built.ref], "q8_0",
+         project.actor().name)]
+    dry = run_cli("erase", "--subject", EMAIL, "--dry-run", cwd=project.root)
+    assert dry.returncode == 0, dry.stderr
+    assert str(out.resolve()) in "".join(dry.stdout.split())
+    copy = out.read_bytes()
+
+    report = erase(project, person(project, "pia", role="privacy"), EMAIL)
+
+    [listed] = [e for e in report.exports if "model export" in e]
+    assert listed.startswith(f"{out.resolve()} (model export, gguf q8_0 of tickets-run1; "
+                             f"data {built.ref}, by {project.actor().name}")
+    assert str(other.resolve()) not in " ".join(report.exports)
+    assert out.read_bytes() == copy  # erasure lists the copy; it never deletes a model
+    event = next(e for e in audit.list_events(project.store, limit=30) if e.action == "erasure")
+    assert any(str(out.resolve()) in e for e in json.loads(event.details)["exports_outside"])

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from tuneloop.cli._common import console, state, when
+from tuneloop.cli._common import Context, console, state, when
+
+if TYPE_CHECKING:
+    from tuneloop.project import Project
 
 app = typer.Typer(help="Models: list, export to GGUF, prepare the bundled model.",
                   no_args_is_help=True)
@@ -53,6 +57,10 @@ def export(
 ) -> None:
     """Export a Hugging Face model folder to GGUF for the llama.cpp engine.
 
+    Inside a project the export is recorded (source, file, quantization, actor, time, and the
+    models and dataset versions it was made from): an erasure of a subject whose data it holds
+    lists it as a copy that left the project.
+
     Example:  tuneloop models export ./merged --out merged-q8.gguf --quant q8_0 --register faq-q8
     """
     from rich.progress import Progress
@@ -60,23 +68,46 @@ def export(
     from tuneloop.engines.export import export_gguf
 
     c = state(ctx)
-    project = c.project() if register else None
+    project = c.project() if register else _project_if_any(c)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"Exporting {model_dir.name} ({quantization})", total=None)
         path = export_gguf(model_dir, out, quantization,  # type: ignore[arg-type]
                            progress=lambda done, total: progress.update(task, completed=done,
                                                                         total=total))
     console.print(f"[green]✓[/] wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if project is not None and register:
-        from tuneloop.engines.registry import lineage_of, register_model
+    if project is not None:
+        _record(project, c.actor(project).name, model_dir, path, quantization, tier, register)
 
-        made_from_tier, roots = lineage_of(project, model_dir)
+
+def _project_if_any(c: Context) -> Project | None:
+    """The project around the working folder, or None outside any project (nothing to record)."""
+    from tuneloop.config import CONFIG_FILE
+
+    start = c.project_dir.resolve()
+    if not any((folder / CONFIG_FILE).is_file() for folder in (start, *start.parents)):
+        return None
+    return c.project()
+
+
+def _record(project: Project, actor: str, model_dir: Path, path: Path, quantization: str,
+            tier: int, register: str | None) -> None:
+    """Register the export (with `--register`) and record it in the project's exports."""
+    from tuneloop.engines.registry import lineage_of, register_model
+    from tuneloop.flywheel.model_exports import record_export
+
+    made_from_tier, roots = lineage_of(project, model_dir)
+    tier = max(tier, made_from_tier)
+    row = record_export(project, actor, model_dir, path, quantization=quantization, tier=tier)
+    if register:
         record = register_model(
             project, name=register, kind="gguf", path=str(path.resolve()), format="gguf",
-            tier=max(tier, made_from_tier), roots=roots, base_model=str(model_dir),
-            lineage={"exported_from": str(model_dir), "quantization": quantization},
-            actor=c.actor(project).name)
+            tier=tier, roots=roots, base_model=str(model_dir),
+            lineage={"exported_from": str(model_dir), "quantization": quantization,
+                     "dataset_versions": row.dataset_versions, "made_from": row.models},
+            actor=actor)
         console.print(f"[green]✓[/] registered as {register} (tier {record.tier})")
+    made = f" (made from data {', '.join(row.dataset_versions)})" if row.dataset_versions else ""
+    console.print(f"[dim]recorded as model export #{row.id}{made}[/]")
 
 
 @app.command("prepare")

@@ -88,7 +88,7 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
         report.counts["chunks"], texts = _erase_chunks(session, subject)
         erased_texts += texts
     report.models, report.variants = _derived(project, {d.old for d in report.datasets})
-    report.exports = exports_of(project, [d.old for d in report.datasets])
+    report.exports = exports_of(project, [d.old for d in report.datasets], report.models)
     with project.store.session() as session:
         for kind, names in (("model", report.models), ("variant", report.variants)):
             for name in names:
@@ -117,12 +117,16 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
     return report
 
 
-def exports_of(project: Project, refs: list[str]) -> list[str]:
-    """Recorded exports of these dataset versions: copies that left the project, by path."""
+def exports_of(project: Project, refs: list[str],
+               models: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Recorded exports of these dataset versions, and model exports made from them or from
+    these models: copies that left the project, by path."""
     from tuneloop.data.export import list_exports
+    from tuneloop.flywheel.model_exports import describe, list_model_exports
 
-    return [f"{e.path} ({e.format} of {e.dataset_version}, by {e.actor}, "
-            f"{e.created_at:%Y-%m-%d %H:%M} UTC)" for e in list_exports(project, refs)]
+    found = [f"{e.path} ({e.format} of {e.dataset_version}, by {e.actor}, "
+             f"{e.created_at:%Y-%m-%d %H:%M} UTC)" for e in list_exports(project, refs)]
+    return found + [describe(m) for m in list_model_exports(project, refs, list(models))]
 
 
 def _log_ids(session: Session, subject: Subject) -> set[str]:
@@ -296,7 +300,7 @@ def preview(project: Project, actor: Actor, subject_id: str, *,
     models, variants = _derived(project, set(datasets))
     return ErasurePlan(subject.hash, counts, datasets, models, variants,
                        erase_files.sources_mentioning(project, subject),
-                       exports_of(project, list(datasets)))
+                       exports_of(project, list(datasets), models))
 
 
 def needs_retraining(project: Project) -> list[marks.OpenMark]:

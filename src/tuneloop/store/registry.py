@@ -32,3 +32,24 @@ class ModelRow(Base):
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelExport(Base):
+    """One model written out of the project by `tuneloop models export` (a GGUF file), with the
+    registered models and dataset versions it was made from as known at the time.
+
+    Erasure lists the exports made from a subject's data as copies that left the project.
+    """
+
+    __tablename__ = "model_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)  # the model folder that was exported
+    path: Mapped[str] = mapped_column(Text)  # the file written
+    format: Mapped[str] = mapped_column(String(16))  # gguf
+    quantization: Mapped[str] = mapped_column(String(16))
+    models: Mapped[list[str]] = mapped_column(JSON)  # registered models at or around `source`
+    dataset_versions: Mapped[list[str]] = mapped_column(JSON)  # what those were trained on
+    tier: Mapped[int] = mapped_column(Integer, default=1)
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
