@@ -1,12 +1,16 @@
-"""`tuneloop audit`: the hash-chained log of privileged actions and Tier 2 uses."""
+"""`tuneloop audit`: the hash-chained log of privileged actions and Tier 2 uses. With
+`TUNELOOP_URL` set (team mode) the commands ask the server with the caller's key."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from tuneloop.cli import _remote
 from tuneloop.cli._common import console, state, tier_label, when
 from tuneloop.errors import PermissionDenied
 from tuneloop.governance import audit
@@ -27,17 +31,27 @@ def list_(
     Example:  tuneloop audit list --action approval --limit 20
     """
     c = state(ctx)
-    project = c.project()
-    me = c.actor(project)
-    if me.role not in ("privacy", "admin"):
-        raise PermissionDenied(
-            f"the audit log is for the privacy team and admins; {me.name} has role {me.role!r}"
-        )
+    if _remote.team_url():
+        params = {"limit": limit, **({"action": action} if action else {}),
+                  **({"actor": actor} if actor else {})}
+        rows = [(e["seq"], dt.datetime.fromisoformat(e["ts"]), e["actor"], e["action"],
+                 e["target"], e["tier"])
+                for e in _remote.call("GET", "/v1/governance/audit", c.key, params=params)]
+    else:
+        project = c.project()
+        me = c.actor(project)
+        if me.role not in ("privacy", "admin"):
+            raise PermissionDenied(
+                f"the audit log is for the privacy team and admins; {me.name} has role "
+                f"{me.role!r}")
+        rows = [(e.seq, e.ts, e.actor, e.action, e.target, e.tier)
+                for e in audit.list_events(project.store, limit=limit, action=action,
+                                           actor=actor)]
     table = Table(title="Audit events")
     for col in ("#", "time", "actor", "action", "target", "tier"):
         table.add_column(col, overflow="fold")
-    for e in audit.list_events(project.store, limit=limit, action=action, actor=actor):
-        table.add_row(str(e.seq), when(e.ts), e.actor, e.action, e.target, tier_label(e.tier))
+    for seq, ts, who, what, target, tier in rows:
+        table.add_row(str(seq), when(ts), who, what, target, tier_label(tier))
     console.print(table)
 
 
@@ -51,14 +65,20 @@ def verify(
 
     Example:  tuneloop audit verify --head /secure/anchors/audit-head.json
     """
-    project = state(ctx).project()
+    c = state(ctx)
     anchor = audit.Head.from_json(head.read_text(encoding="utf-8")) if head else None
-    result = audit.verify(project.store, anchor=anchor)
-    if result.ok:
-        suffix = f", and it still holds the exported head #{anchor.seq}" if anchor else ""
-        console.print(f"[green]✓[/] {result}{suffix}")
+    if _remote.team_url():
+        params = {"seq": anchor.seq, "hash": anchor.hash} if anchor else {}
+        answer = _remote.call("GET", "/v1/governance/audit/verify", c.key, params=params)
+        ok, message = bool(answer["ok"]), str(answer["message"])
     else:
-        console.print(f"[bold red]✗[/] {result}")
+        result = audit.verify(c.project().store, anchor=anchor)
+        ok, message = result.ok, str(result)
+    if ok:
+        suffix = f", and it still holds the exported head #{anchor.seq}" if anchor else ""
+        console.print(f"[green]✓[/] {message}{suffix}")
+    else:
+        console.print(f"[bold red]✗[/] {message}")
         raise typer.Exit(1)
 
 
@@ -74,12 +94,17 @@ def export_head(
 
     Example:  tuneloop audit export-head --out /secure/anchors/audit-head.json
     """
-    project = state(ctx).project()
-    result = audit.verify(project.store)
-    if not result.ok:
-        console.print(f"[bold red]✗[/] {result}; not exporting a head of a broken chain")
-        raise typer.Exit(1)
-    head = audit.export_head(project.store)
+    c = state(ctx)
+    if _remote.team_url():
+        head = audit.Head.from_json(json.dumps(
+            _remote.call("GET", "/v1/governance/audit/head", c.key)))
+    else:
+        project = c.project()
+        result = audit.verify(project.store)
+        if not result.ok:
+            console.print(f"[bold red]✗[/] {result}; not exporting a head of a broken chain")
+            raise typer.Exit(1)
+        head = audit.export_head(project.store)
     if out is None:
         console.print(head.to_json(), highlight=False, soft_wrap=True)
         return

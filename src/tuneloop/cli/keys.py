@@ -1,10 +1,14 @@
-"""`tuneloop keys`: API keys for people and services."""
+"""`tuneloop keys`: API keys for people and services. With `TUNELOOP_URL` set (team mode) every
+command goes to the server's governance API with the caller's key (`cli/_remote.py`)."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import typer
 from rich.table import Table
 
+from tuneloop.cli import _remote
 from tuneloop.cli._common import console, state, when
 from tuneloop.governance import principals
 
@@ -25,44 +29,54 @@ def create(
     Example:  tuneloop keys create carol --role privacy
     """
     c = state(ctx)
-    project = c.project()
-    new = principals.create_key(
-        project.store,
-        c.actor(project),
-        name,
-        role=role,
-        audience=audience,
-        label=label,
-        kind="service" if service else "person",
-    )
+    if _remote.team_url():
+        secret = _remote.call("POST", "/v1/governance/keys", c.key, json={
+            "name": name, "role": role, "audience": audience, "label": label,
+            "service": service})["secret"]
+    else:
+        project = c.project()
+        secret = principals.create_key(
+            project.store,
+            c.actor(project),
+            name,
+            role=role,
+            audience=audience,
+            label=label,
+            kind="service" if service else "person",
+        ).secret
     console.print(
         f"[green]✓[/] key for {name} ({role}, {audience}); copy it now, it is not shown again:"
     )
-    console.print(new.secret, soft_wrap=True, highlight=False)
+    console.print(secret, soft_wrap=True, highlight=False)
 
 
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """List keys (prefixes only) with their principal, role, audience and state.
 
+    In team mode, admins and the privacy team see every key, others their own.
+
     Example:  tuneloop keys list
     """
-    project = state(ctx).project()
+    c = state(ctx)
+    if _remote.team_url():
+        rows = [(r["prefix"], r["principal"], r["role"], r["audience"], r["label"],
+                 _time(r["created_at"]), _time(r["revoked_at"]))
+                for r in _remote.call("GET", "/v1/governance/keys", c.key)]
+    else:
+        rows = [(k.prefix, p.name, p.role, p.audience, k.label, k.created_at, k.revoked_at)
+                for k, p in principals.list_keys(c.project().store)]
     table = Table(title="API keys")
     for col in ("prefix", "principal", "role", "audience", "label", "created", "state"):
         table.add_column(col)
-    for key, principal in principals.list_keys(project.store):
-        status = f"[red]revoked {when(key.revoked_at)}[/]" if key.revoked_at else "[green]active[/]"
-        table.add_row(
-            key.prefix,
-            principal.name,
-            principal.role,
-            principal.audience,
-            key.label,
-            when(key.created_at),
-            status,
-        )
+    for prefix, name, role, audience, label, created, revoked in rows:
+        status = f"[red]revoked {when(revoked)}[/]" if revoked else "[green]active[/]"
+        table.add_row(prefix, name, role, audience, label, when(created), status)
     console.print(table)
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
 
 
 @app.command()
@@ -72,8 +86,11 @@ def revoke(ctx: typer.Context, prefix: str = typer.Argument(..., help="The key's
     Example:  tuneloop keys revoke tl_3f9a1c2e
     """
     c = state(ctx)
-    project = c.project()
-    principals.revoke_key(project.store, c.actor(project), prefix)
+    if _remote.team_url():
+        _remote.call("POST", f"/v1/governance/keys/{prefix}/revoke", c.key)
+    else:
+        project = c.project()
+        principals.revoke_key(project.store, c.actor(project), prefix)
     console.print(f"[green]✓[/] revoked {prefix}")
 
 
@@ -88,6 +105,10 @@ def disable(
     Example:  tuneloop keys disable mallory --reason "left the company"
     """
     c = state(ctx)
-    project = c.project()
-    principals.disable_principal(project.store, c.actor(project), name, reason)
+    if _remote.team_url():
+        _remote.call("POST", f"/v1/governance/principals/{name}/disable", c.key,
+                     json={"reason": reason})
+    else:
+        project = c.project()
+        principals.disable_principal(project.store, c.actor(project), name, reason)
     console.print(f"[green]✓[/] disabled {name}; its keys no longer work")

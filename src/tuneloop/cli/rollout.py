@@ -1,11 +1,16 @@
-"""`tuneloop rollout`: which variant serves which audience, and moving it forward or back."""
+"""`tuneloop rollout`: which variant serves which audience, and moving it forward or back.
+With `TUNELOOP_URL` set (team mode) the commands go to the server with the caller's key."""
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from tuneloop import rollout
+from tuneloop.cli import _remote
 from tuneloop.cli._common import console, state, when
 
 app = typer.Typer(help="Rollouts: set, promote, rollback, status.", no_args_is_help=True)
@@ -26,6 +31,18 @@ def _show(current: rollout.AliasState) -> None:
     console.print(table)
 
 
+def _remote_change(key: str | None, alias: str, action: str, **body: Any) -> None:
+    """One rollout change through the server's governance API (team mode)."""
+    _show(_state_of(_remote.call("POST", f"/v1/governance/rollout/{alias}/{action}", key,
+                                 json=body)))
+
+
+def _state_of(data: dict[str, Any]) -> rollout.AliasState:
+    return rollout.AliasState(data["alias"], tuple(rollout.Entry(e["variant"], e["stage"],
+                                                                 e["percent"])
+                                                   for e in data["entries"]))
+
+
 @app.command("set")
 def set_(
     ctx: typer.Context,
@@ -40,6 +57,10 @@ def set_(
     Example:  tuneloop rollout set assistant tuned-v2 --stage shadow
     """
     c = state(ctx)
+    if _remote.team_url():
+        _remote_change(c.key, alias, "set", variant=variant, stage=stage, percent=percent,
+                       reason=reason)
+        return
     project = c.project()
     _show(rollout.set_stage(project, c.actor(project), alias, variant, stage, percent=percent,
                             reason=reason))
@@ -58,6 +79,9 @@ def promote(
     Example:  tuneloop rollout promote assistant tuned-v2 --percent 25
     """
     c = state(ctx)
+    if _remote.team_url():
+        _remote_change(c.key, alias, "promote", variant=variant, percent=percent, reason=reason)
+        return
     project = c.project()
     _show(rollout.promote(project, c.actor(project), alias, variant, percent=percent,
                           reason=reason))
@@ -74,6 +98,9 @@ def rollback(
     Example:  tuneloop rollout rollback assistant --reason "complaints about tone"
     """
     c = state(ctx)
+    if _remote.team_url():
+        _remote_change(c.key, alias, "rollback", reason=reason)
+        return
     project = c.project()
     _show(rollout.rollback(project, c.actor(project), alias, reason=reason))
 
@@ -87,15 +114,26 @@ def status(
 
     Example:  tuneloop rollout status assistant
     """
-    project = state(ctx).project()
-    for name in [alias] if alias else rollout.aliases(project):
-        _show(rollout.state(project, name))
-        changes = rollout.history(project, name, limit=10)
+    c = state(ctx)
+    if _remote.team_url():
+        found = _remote.call("GET", "/v1/governance/rollout", c.key,
+                             params={"alias": alias} if alias else {})
+        shown = [(_state_of(a), [(ch["id"], dt.datetime.fromisoformat(ch["created_at"]),
+                                  ch["actor"], ch["action"], ch["variant"], ch["reason"],
+                                  ch["rolled_back"]) for ch in a["changes"]]) for a in found]
+    else:
+        project = c.project()
+        shown = [(rollout.state(project, name),
+                  [(ch.id, ch.created_at, ch.actor, ch.action, ch.variant, ch.reason,
+                    ch.rolled_back) for ch in rollout.history(project, name, limit=10)])
+                 for name in ([alias] if alias else rollout.aliases(project))]
+    for current, changes in shown:
+        _show(current)
         if changes:
-            table = Table(title=f"latest changes to {name}")
+            table = Table(title=f"latest changes to {current.alias}")
             for col in ("#", "when", "who", "action", "variant", "reason", "undone"):
                 table.add_column(col)
-            for ch in changes:
-                table.add_row(str(ch.id), when(ch.created_at), ch.actor, ch.action, ch.variant,
-                              ch.reason, "yes" if ch.rolled_back else "")
+            for num, at, who, action, variant, reason, undone in changes:
+                table.add_row(str(num), when(at), who, action, variant, reason,
+                              "yes" if undone else "")
             console.print(table)
