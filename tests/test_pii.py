@@ -104,6 +104,23 @@ def test_names_in_any_case_and_script_after_a_cue(redactor: Redactor, text: str,
     assert redactor.redact(text).text == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Привет, меня зовут Иван Петров.", "Привет, меня зовут <PERSON_1>."),
+    ("[09:14] 王伟: the export fails", "[09:14] <PERSON_1>: the export fails"),
+    ("user=7 name=דוד plan=pro", "user=7 name=<PERSON_1> plan=pro"),
+])
+def test_names_in_greek_cyrillic_and_other_scripts(redactor: Redactor, text: str,
+                                                   expected: str) -> None:
+    assert redactor.redact(text).text == expected
+
+
+@pytest.mark.parametrize("text", ["Версия 4.2: Быстрый Поиск и Тёмная Тема для Android.",
+                                  "Ελληνική Έκδοση διαθέσιμη από σήμερα."])
+def test_capitalised_greek_and_cyrillic_words_are_not_names(redactor: Redactor,
+                                                            text: str) -> None:
+    assert redactor.redact(text).text == text
+
+
 def test_e_mail_addresses_with_non_ascii_local_parts_and_domains(redactor: Redactor) -> None:
     text = "write to jürgen.müller@bücher.de or josé@mañana.mx"
     assert redactor.redact(text).text == "write to <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_2>"

@@ -262,7 +262,8 @@ def first_names() -> frozenset[str]:
     for name in pii_names.FIRST_NAMES.split():
         names.add(name)
         names.add(_fold(name))
-    return frozenset(names - _NOT_NAMES)
+    # A name in a script without an ASCII folding (Greek, Cyrillic) folds to "": never a name.
+    return frozenset(names - _NOT_NAMES - {""})
 
 
 def _fold(word: str) -> str:
@@ -278,8 +279,12 @@ class PersonRecognizer:
     def __init__(self) -> None:
         self.names = first_names()
 
-    def _is_first_name(self, word: str) -> bool:
+    def _is_first_name(self, word: str, *, cued: bool = False) -> bool:
+        """A known first name; after a cue, also any word of a script the lexicon does not cover
+        (the cue says a name is there; the lexicon cannot confirm it)."""
         low = word.lower()
+        if cued and _unlisted_script(word):
+            return True
         return low not in _NOT_NAMES and (low in self.names or _fold(word) in self.names)
 
     def analyze(self, text: str, entities: Sequence[str], nlp_artifacts: Any = None) -> list[Any]:
@@ -329,14 +334,14 @@ class PersonRecognizer:
         out = []
         if "@" in text:
             for m in _MENTION.finditer(text):
-                if self._is_first_name(re.split(r"[._-]", m.group("h"))[0]):
+                if self._is_first_name(re.split(r"[._-]", m.group("h"))[0], cued=True):
                     out.append(_result("PERSON", m.start("h"), m.end("h"), 0.8))
         for pattern, single_ok in ((_LABEL, True), (_FIELD, True), (_LOWER_CUE, False)):
             for m in pattern.finditer(text):
                 words = m.group("n").split()
                 while words and words[-1].lower() in _STOP:
                     words.pop()
-                if not words or not self._is_first_name(words[0]):
+                if not words or not self._is_first_name(words[0], cued=True):
                     continue
                 if len(words) == 1 and not single_ok and words[0].lower() in _COMMON_WORDS:
                     continue
@@ -355,6 +360,13 @@ _CUE_HINT = re.compile(r"(?i)[@:=]|\b(?:thx|thanks|thank|ping|hi|hey|hello|dear|
 def _maybe_person(text: str) -> bool:
     """A capital letter, or a cue that may announce a name written in lower case."""
     return bool(_CAPITAL.search(text) or _CUE_HINT.search(text))
+
+
+def _unlisted_script(word: str) -> bool:
+    """Letters, all beyond the Latin, Greek and Cyrillic scripts the lexicon covers (Armenian,
+    Georgian, Hebrew, Arabic, Chinese, Japanese, Korean...)."""
+    letters = [ch for ch in word if ch.isalpha()]
+    return bool(letters) and all(ord(ch) >= 0x530 for ch in letters)
 
 
 def _sentence_start(text: str, start: int) -> bool:
