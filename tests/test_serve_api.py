@@ -226,9 +226,9 @@ def test_malformed_and_oversized_bodies_get_openai_error_bodies(served: dict[str
 
 def test_models_lists_only_what_the_caller_may_use(served: dict[str, Any]) -> None:
     internal = [m.id for m in client(served, served["keys"].internal).models.list()]
-    assert internal == ["assistant", "base", "candidate", "shadowy"]
+    assert internal == ["assistant", "base", "candidate", "shadowy", "all-minilm-l6-v2"]
     public = [m.id for m in client(served, served["keys"].public).models.list()]
-    assert public == []
+    assert public == ["all-minilm-l6-v2"]  # embeddings only: no chat model yet
 
 
 def test_feedback_attaches_to_own_request_only(served: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -88,3 +89,38 @@ def test_embeddings_share_the_callers_rate_limit(served: dict[str, Any]) -> None
                            headers={"authorization": f"Bearer {key}"}, timeout=60).status_code
                 for _ in range(10)]
     assert statuses[0] == 200 and statuses[-1] == 429
+
+
+def test_models_lists_each_embedding_model_and_embeddings_takes_a_routers_model(
+        served: dict[str, Any], tmp_path: Path) -> None:
+    from tuneloop.engines.bundled import bundled_embedding_dir
+    from tuneloop.router.model import QueryRouter
+    from tuneloop.router.registry import register
+
+    api, project = served["api"], served["project"]
+    ids = [m.id for m in api.models.list()]
+    assert ids[-1] == "all-minilm-l6-v2" and ids.count("all-minilm-l6-v2") == 1
+    assert "assistant" in ids[:-1]  # the chat models come first
+    # A router registered with an embedding model of its own (a model folder on disk).
+    folder = tmp_path / "support-minilm"
+    folder.symlink_to(bundled_embedding_dir(), target_is_directory=True)
+    texts = ["I was charged twice", "refund my invoice", "SSO login fails", "SAML error"]
+    router = QueryRouter.fit(get_embedder().embed(texts), ["billing", "billing", "sso", "sso"],
+                             str(folder))
+    router.save(tmp_path / "router", {"name": "support"})
+    register(project, project.actor(), name="support", version=1, path=tmp_path / "router",
+             dataset_version="tickets@v1", slice_field="category", labels=["billing", "sso"],
+             tier=1, roots=frozenset(), lineage={"embedding_model": str(folder)})
+    ids = [m.id for m in api.models.list()]
+    assert ids[-2:] == ["all-minilm-l6-v2", "support-minilm"]
+    by_name = api.embeddings.create(model="support-minilm", input=texts[:2])
+    by_path = api.embeddings.create(model=str(folder), input=texts[:2])
+    assert by_name.model == "support-minilm"
+    vectors = np.asarray([d.embedding for d in by_name.data])
+    assert np.allclose(vectors, [d.embedding for d in by_path.data], atol=1e-6)
+    # The same weights as the bundled model, loaded from the router's folder.
+    assert np.allclose(vectors, get_embedder().embed(texts[:2]), atol=1e-5)
+    with pytest.raises(openai.NotFoundError) as caught:
+        api.embeddings.create(model="support-minilm-v2", input="hi")
+    assert "support-minilm" in caught.value.body["message"]
+    assert "GET /v1/models" in caught.value.body["message"]

@@ -90,7 +90,7 @@ def test_real_model_plain_and_streamed_answers_are_the_same(real_server: dict[st
 def test_real_server_lists_models_and_refuses_unknown_ones(real_server: dict[str, Any]) -> None:
     api = openai.OpenAI(base_url=real_server["url"] + "/v1", api_key=real_server["key"],
                         max_retries=0)
-    assert [m.id for m in api.models.list()] == ["assistant", "base"]
+    assert [m.id for m in api.models.list()] == ["assistant", "base", "all-minilm-l6-v2"]
     with pytest.raises(openai.NotFoundError):
         api.chat.completions.create(model="../../tuneloop.yaml",
                                     messages=[{"role": "user", "content": "hi"}])

@@ -327,9 +327,14 @@ def _openai_routes(app: FastAPI, server: Server) -> dict[str, Any]:
 
     @app.get("/v1/models", response_model=ModelList)
     async def models(request: Request) -> ModelList:
-        """The models (aliases and, for internal callers, variants) the caller may use."""
+        """The models the caller may use: aliases and (internal callers) variants for chat,
+        then the embedding models `/v1/embeddings` takes."""
         actor = await anyio.to_thread.run_sync(server.authenticate, request)
         names = await anyio.to_thread.run_sync(server.router.models_for, actor)
+        from tuneloop.serve.embeddings import catalogue
+
+        embedders = await anyio.to_thread.run_sync(catalogue, server)
+        names += [n for n in embedders if n not in names]
         return ModelList(data=[ModelCard(id=n) for n in names])
 
     @app.post("/v1/feedback", response_model=FeedbackResponse)

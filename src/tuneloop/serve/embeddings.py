@@ -1,9 +1,11 @@
-"""`POST /v1/embeddings`: the project's embedding model behind the OpenAI embeddings API.
+"""`POST /v1/embeddings`: the project's embedding models behind the OpenAI embeddings API.
 
-The model is the one retrieval indexes with (`knowledge_base.embedding_model`, the bundled
-all-MiniLM-L6-v2 by default), so a client can embed with exactly the vectors the knowledge base
-holds. Like chat: an API key, the caller's rate limit, a place in the bounded queue, and a log
-row (inputs redacted, `finish_reason` "embedding", no variant) committed before the answer.
+The models are the ones retrieval indexes with (`knowledge_base.embedding_model`, the bundled
+all-MiniLM-L6-v2 by default) and registered routers route with (`catalogue`), so a client can
+embed with exactly the vectors the knowledge base holds; `GET /v1/models` lists them to every
+caller, after the chat models. Like chat: an API key, the caller's rate limit, a place in the
+bounded queue, and a log row (inputs redacted, `finish_reason` "embedding", no variant) committed
+before the answer.
 Inputs longer than the model's window are refused (400), never silently cut.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -59,13 +62,44 @@ class EmbeddingRequest(BaseModel):
         return [str(i) for i in items]
 
 
-def model_names(server: Server) -> dict[str, str]:
-    """The names a client may ask for, each mapped to the embedding model it means."""
-    from tuneloop.rag.embed import BUNDLED
+def catalogue(server: Server) -> dict[str, str]:
+    """The embedding models this server embeds with, each by the id `/v1/models` lists it under.
 
-    configured = server.project.config.knowledge_base.embedding_model
-    names = {BUNDLED: BUNDLED, SHORT_NAME: BUNDLED, configured: configured}
+    The knowledge base's model (`knowledge_base.embedding_model`), the bundled all-MiniLM-L6-v2
+    (always available) and the model of every registered router version: what the project
+    indexes and routes with. The bundled model is listed as `all-minilm-l6-v2`, a model folder
+    by its folder name; the values are what `get_embedder` loads.
+    """
+    from tuneloop.rag.embed import BUNDLED
+    from tuneloop.router.registry import list_routers
+
+    specs = [server.project.config.knowledge_base.embedding_model, BUNDLED]
+    specs += [str(r.lineage["embedding_model"]) for r in list_routers(server.project)
+              if r.lineage.get("embedding_model")]
+    listed: dict[str, str] = {}
+    for spec in specs:
+        name = SHORT_NAME if spec == BUNDLED else (Path(spec).name or spec)
+        if spec not in listed.values():
+            listed.setdefault(name, spec)
+    return listed
+
+
+def model_names(server: Server) -> dict[str, str]:
+    """Every name a client may ask for (lower-cased) mapped to the model it means: the listed
+    ids, and each model's own spec (`bundled:all-minilm-l6-v2` or the folder's path)."""
+    listed = catalogue(server)
+    names = {spec: spec for spec in listed.values()} | listed
     return {k.lower(): v for k, v in names.items()}
+
+
+def _resolve(server: Server, asked: str) -> str:
+    """The embedding model a request names, or a 404 listing the ids this server embeds with."""
+    model = model_names(server).get(asked.lower())
+    if model is None:
+        raise ApiError(404, f"no embedding model named {asked!r}; this server embeds with "
+                            f"{', '.join(sorted(catalogue(server)))} (see GET /v1/models)",
+                       code="model_not_found", param="model")
+    return model
 
 
 def _parse(raw: bytes) -> EmbeddingRequest:
@@ -120,11 +154,7 @@ async def handle(server: Server, request: Request) -> Response:
         entry.model = body.model
         texts = body.texts()
         entry.messages = [{"role": "input", "content": t} for t in texts]
-        model = model_names(server).get(body.model.lower())
-        if model is None:
-            raise ApiError(404, f"no embedding model named {body.model!r}; this server embeds "
-                                f"with {', '.join(sorted(set(model_names(server))))}",
-                           code="model_not_found", param="model")
+        model = await anyio.to_thread.run_sync(_resolve, server, body.model)
         slot = server.admission.acquire()
         embedder = await anyio.to_thread.run_sync(get_embedder, model)
         if body.dimensions is not None and body.dimensions != embedder.dim:
