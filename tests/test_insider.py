@@ -477,6 +477,8 @@ def test_team_mode_decides_through_the_server_with_keys_only(insider, server,
     listed = team("approvals", "list", "--mine", key="dan")
     assert listed.returncode == 0, listed.stderr
     assert "granted" in listed.stdout and "answer support questions" in listed.stdout
+    outside = team("approvals", "list", key="pub")  # a public-audience key: its own only
+    assert outside.returncode == 0 and "answer support questions" not in outside.stdout
 
 
 TEAM_VARIANT = """

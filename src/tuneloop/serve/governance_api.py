@@ -2,7 +2,7 @@
 
     POST /v1/governance/approvals                     request an approval (as the key's principal)
     POST /v1/governance/approvals/{id}/{decision}     grant | deny | revoke, with a reason
-    GET  /v1/governance/approvals?status=...          list
+    GET  /v1/governance/approvals?status=...          list (a public-audience key: its own)
     GET  /v1/governance/whoami                        the key's principal
     POST /v1/governance/keys                          create a key (admins)
     GET  /v1/governance/keys                          list keys (admins, privacy: all; others:
@@ -125,10 +125,11 @@ def _approval_routes(router: APIRouter, server: Server, caller: Caller) -> None:
 
     @router.get("/approvals")
     async def list_approvals(request: Request, status: str | None = None) -> list[dict[str, Any]]:
-        """Approvals, newest first."""
-        await caller(request)
+        """Approvals, newest first; a public-audience key sees only its own requests."""
+        actor = await caller(request)
+        mine = actor.name if actor.audience == "public" else None
         rows = await anyio.to_thread.run_sync(
-            lambda: approvals.list_approvals(server.store, status=status))
+            lambda: approvals.list_approvals(server.store, status=status, requester=mine))
         return [{"id": r.id, "status": r.status, "requester": who, "decided_by": decider,
                  "beneficiary": r.beneficiary, "scope": r.scope, "uses": r.uses,
                  "purpose": r.purpose, "expires_at": r.expires_at.isoformat()}
