@@ -42,6 +42,8 @@ datasets:
     min_output_tokens: 0
     near_dup_threshold: 1.0
     slice_field: category
+rollout:
+  min_rated_requests: 4
 variants:
   - name: short
     model: base
@@ -399,3 +401,65 @@ def _dashboard_shows_routing(root: Path, key: str) -> None:
     assert "Routed requests by predicted slice" in overview
     assert all(f"<td>{name}</td>" in overview for name in HELD_OUT)
     assert 'aria-label="confusion matrix"' in page and "serve-routed" in page
+
+
+def test_a_routed_variant_goes_public_only_through_the_gates_and_online_evidence_of_any_variant(
+        routed_project: Path) -> None:
+    import httpx
+
+    from tests.test_serve_support import live_server
+    from tuneloop.evaluate import list_runs
+    from tuneloop.governance import audit, principals
+    from tuneloop.router import evaluate_routed, train_router
+    from tuneloop.serve.app import create_app
+
+    project = Project.open(routed_project)
+    admin = project.actor()
+    source = next(r.id for r in list_runs(project, 50) if r.variants == ["short", "long",
+                                                                         "careful"])
+    train_router(project, admin, "tickets", name="promo-router")
+    failing = evaluate_routed(project, admin, router="promo-router", run_id=source,
+                              name="promo-routed", margin=-2.0, resamples=500, report=False)
+    assert not failing.passed
+    rollout.set_stage(project, admin, "promo", "short", "all")  # the incumbent
+    rollout.set_stage(project, admin, "promo", "promo-routed", "internal")  # no gate for internal
+    # No internal user has rated a routed answer yet: the online evidence refuses first.
+    with pytest.raises(GateFailed, match="only 0 rated internal requests for 'promo-routed'"):
+        rollout.promote(project, admin, "promo", "promo-routed", percent=10)
+
+    key = principals.create_key(project.store, admin, "ivy", audience="internal").secret
+    auth = {"authorization": f"Bearer {key}"}
+    messages = [*HELD_OUT.values(), TEMPLATES["billing"][0].format(i=999)]
+    with live_server(create_app(project)) as url:
+        for text in messages:
+            reply = httpx.post(url + "/v1/chat/completions", headers=auth, timeout=120,
+                               json={"model": "promo",
+                                     "messages": [{"role": "user", "content": text}]})
+            assert reply.status_code == 200, reply.text
+            rated = httpx.post(url + "/v1/feedback", headers=auth, timeout=30,
+                               json={"request_id": reply.headers["x-request-id"], "rating": 1})
+            assert rated.status_code == 200, rated.text
+    # The evidence is there, but the routed evaluation (its own eval run) failed its gate.
+    with pytest.raises(GateFailed, match="'promo-routed' cannot go public: its latest evaluation"):
+        rollout.promote(project, admin, "promo", "promo-routed", percent=10)
+    assert rollout.state(project, "promo").at("internal")[0].variant == "promo-routed"
+
+    passing = evaluate_routed(project, admin, router="promo-router", run_id=source,
+                              name="promo-routed", margin=5.0, resamples=500, report=False)
+    assert passing.passed
+    state = rollout.promote(project, admin, "promo", "promo-routed", percent=10)
+    public = state.at("public")
+    assert [(e.variant, e.percent) for e in public] == [("promo-routed", 10.0)]
+    assert state.at("all")[0].variant == "short"
+    events = [(e.action, json.loads(e.details))
+              for e in reversed(audit.list_events(project.store, limit=500))
+              if e.target in ("variant:promo-routed", "alias:promo")]
+    evidence = next(d for a, d in reversed(events) if a == "rollout.evidence")
+    assert evidence["candidate"] == {"variant": "promo-routed", "rated": len(messages),
+                                     "up": len(messages)}
+    assert evidence["incumbent"]["variant"] == "short"
+    promoted = next(d for a, d in reversed(events) if a == "rollout.promote")
+    assert promoted["eval_run"] == passing.run_id and promoted["variant"] == "promo-routed"
+    refusals = [d["why"] for a, d in events if a == "rollout.refused"]
+    assert refusals == ["online evidence", "evaluation gates"]
+    project.close()
