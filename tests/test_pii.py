@@ -108,9 +108,13 @@ def test_names_in_any_case_and_script_after_a_cue(redactor: Redactor, text: str,
     ("Привет, меня зовут Иван Петров.", "Привет, меня зовут <PERSON_1>."),
     ("[09:14] 王伟: the export fails", "[09:14] <PERSON_1>: the export fails"),
     ("user=7 name=דוד plan=pro", "user=7 name=<PERSON_1> plan=pro"),
+    ("[09:14] रति रॉय: hi", "[09:14] <PERSON_1>: hi"),
+    ("[09:15] เยาวรัตน์ นามขำ: sure", "[09:15] <PERSON_1>: sure"),
+    ("Thanks!\n--\n王伟\nOperations", "Thanks!\n--\n<PERSON_1>\nOperations"),
+    ("see below\n--\nanna berg\nOps lead", "see below\n--\n<PERSON_1>\nOps lead"),
 ])
-def test_names_in_greek_cyrillic_and_other_scripts(redactor: Redactor, text: str,
-                                                   expected: str) -> None:
+def test_names_in_other_scripts_and_signatures(redactor: Redactor, text: str,
+                                               expected: str) -> None:
     assert redactor.redact(text).text == expected
 
 

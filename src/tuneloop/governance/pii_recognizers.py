@@ -181,7 +181,10 @@ _RUN = re.compile(rf"(?<![\w@.])(?:{_TITLES}\s+)?{_WORD}(?:[ \t]+(?:{_PARTICLES}
 _TITLE_HEAD = re.compile(rf"^{_TITLES}\s+")
 # Where a name is announced whatever its case: a mention, a chat speaker label at a line start
 # (after an optional time stamp), a `name=` or `"name":` field, a greeting or sign-off word.
-_NAME_CHARS = r"[^\W\d_][^\W\d_'’-]*"
+# Combining vowel signs and tone marks (Devanagari, Thai, ...) are part of a word, not breaks.
+_MARKS = "".join(ch for ch in map(chr, range(0x900, 0x1000))
+                 if unicodedata.category(ch) in ("Mn", "Mc"))
+_NAME_CHARS = rf"[^\W\d_](?:[^\W\d_'’-]|[{_MARKS}])*"
 _MENTION = re.compile(r"(?<![\w.])@(?P<h>[^\W\d_][\w.-]*[^\W_])")
 _LABEL = re.compile(
     rf"(?m)^[ \t]*(?:[\[(]\d{{1,2}}:\d{{2}}(?::\d{{2}})?[\])][ \t]*)?"
@@ -194,6 +197,9 @@ _LOWER_CUE = re.compile(
     rf"(?i)\b(?:thx|thanks|thank you|cheers|regards|best|hi|hey|hello|dear|ping|cc|ask|tell|"
     rf"looping in|loop in|talk to|spoke to|spoke with)[ \t]*[,:!]?[ \t]*\n?[ \t]*"
     rf"(?P<n>{_NAME_CHARS}(?:[ \t]{_NAME_CHARS}){{0,2}})")
+# The first line of a signature, after the "-- " delimiter line (RFC 3676), is the sender's name.
+_SIGNATURE = re.compile(
+    rf"(?m)^--[ \t]*\n[ \t]*(?P<n>{_NAME_CHARS}(?:[ \t]{_NAME_CHARS}){{0,2}})[ \t]*$")
 # Words that end a cued name ("ping anna about ...") and common words that are also names.
 _STOP = frozenset("""
 about said says wrote asked replied mentioned who which that is was will would can could should
@@ -336,7 +342,8 @@ class PersonRecognizer:
             for m in _MENTION.finditer(text):
                 if self._is_first_name(re.split(r"[._-]", m.group("h"))[0], cued=True):
                     out.append(_result("PERSON", m.start("h"), m.end("h"), 0.8))
-        for pattern, single_ok in ((_LABEL, True), (_FIELD, True), (_LOWER_CUE, False)):
+        for pattern, single_ok in ((_LABEL, True), (_FIELD, True), (_SIGNATURE, True),
+                                   (_LOWER_CUE, False)):
             for m in pattern.finditer(text):
                 words = m.group("n").split()
                 while words and words[-1].lower() in _STOP:
@@ -353,8 +360,8 @@ class PersonRecognizer:
 
 
 _CAPITAL = re.compile(f"[{_UPPER}]")
-_CUE_HINT = re.compile(r"(?i)[@:=]|\b(?:thx|thanks|thank|ping|hi|hey|hello|dear|cc|regards|"
-                       r"cheers|best|ask|tell|loop|talk|spoke)\b")
+_CUE_HINT = re.compile(r"(?i)[@:=]|^--|\n--|\b(?:thx|thanks|thank|ping|hi|hey|hello|dear|cc|"
+                       r"regards|cheers|best|ask|tell|loop|talk|spoke)\b")
 
 
 def _maybe_person(text: str) -> bool:
