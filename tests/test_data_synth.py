@@ -19,7 +19,7 @@ from tests.conftest import run_cli
 from tuneloop import Project
 from tuneloop.data.build import build_dataset
 from tuneloop.data.facts import about, candidate_facts, copies, stated, support
-from tuneloop.data.synth import passages, synthesise
+from tuneloop.data.synth import cloze, passages, synthesise
 from tuneloop.errors import ApprovalRequired, DataError
 
 CONFIG = """
@@ -89,6 +89,25 @@ def test_key_fact_candidates_are_paths_quantities_codes_and_versions() -> None:
     assert "1" not in facts and not any(f.lower().startswith("go to") for f in facts)
 
 
+def test_key_fact_candidates_include_the_names_of_an_api() -> None:
+    facts = candidate_facts("If skipkeys is false, a TypeError is raised; json.dumps returns a "
+                            "str and JSONDecodeError subclasses ValueError. Call isoformat() "
+                            "for a string. URLs and IDs are plain words.")
+    assert {"TypeError", "json.dumps", "JSONDecodeError", "ValueError", "isoformat"} <= set(facts)
+    assert not {"URLs", "IDs", "If"} & set(facts)
+
+
+def test_a_cloze_question_asks_for_the_fact_of_its_sentence() -> None:
+    sentence = "If skipkeys is true, keys that are not basic types are skipped instead of " \
+               "raising a TypeError."
+    question = cloze(sentence, "TypeError", "json.dumps")
+    assert question == ("json.dumps: If skipkeys is true, keys that are not basic types are "
+                        "skipped instead of raising a what?")
+    assert not stated("TypeError", question) and not copies(question, sentence)
+    assert cloze("30 minutes is the limit.", "30 minutes") == "What is the limit?"
+    assert cloze("The link is valid.", "30 minutes") == ""
+
+
 def test_support_keeps_facts_the_answer_states_and_measures_coverage() -> None:
     passage = "The link in the e-mail is valid for 30 minutes. Admins can force a reset."
     grounded = support("The reset link is valid for 30 minutes.", passage)
@@ -130,6 +149,23 @@ def _assert_grounded(records: list[dict]) -> None:
             assert stated(fact, answer) and stated(fact, meta["passage"])
             assert fact.lower() in meta["passage"].replace("**", "").lower()
         assert question.endswith("?") and answer not in question
+
+
+def test_cloze_questions_make_grounded_records_without_a_teacher_question(root: Path) -> None:
+    project = _project(root)
+    report = synthesise(project, project.actor(), "kb", name="kb-cloze", questions="cloze",
+                        teacher="bundled:smollm2-135m")
+    records = _records(report.path)
+    assert report.questions == "cloze" and report.cloze == report.kept == len(records) >= 3
+    _assert_grounded(records)
+    for record in records:
+        question, _answer = (m["content"] for m in record["messages"])
+        assert record["metadata"]["question"] == "cloze"
+        assert question.startswith("Password reset: ") and " what" in question.lower()
+        # the question is the answer's sentence with its fact taken out
+        assert not any(stated(f, question) for f in record["metadata"]["key_facts"])
+    with pytest.raises(DataError, match="questions must be one of"):
+        synthesise(project, project.actor(), "kb", questions="free")
 
 
 @pytest.mark.slow

@@ -166,6 +166,10 @@ def synth(
     answers: str = typer.Option("extract", help="extract: the answer is the passage sentence "
                                 "that holds the fact (grounded by construction); teacher: the "
                                 "teacher answers from the passage (for a strong --teacher)."),
+    questions: str = typer.Option("auto", help="auto: the teacher's question, or a cloze of "
+                                  "the fact's sentence (its fact replaced by 'what') when the "
+                                  "teacher's is not about the passage; teacher; cloze (no "
+                                  "teacher call for questions)."),
     per_passage: int = typer.Option(1, min=1, help="Questions to ask per passage."),
     limit: int | None = typer.Option(None, min=1, help="Use at most this many documents."),
     min_support: float = typer.Option(0.6, min=0.0, max=1.0, help="Share of an answer's words "
@@ -191,7 +195,7 @@ def synth(
     options = {k: v for k, v in (("model", teacher_model), ("api_key_env", api_key_env)) if v}
     with stage_progress(console) as progress:
         report = synthesise(project, c.actor(project), source, name=name, teacher=teacher,
-                            teacher_options=options, answers=answers,
+                            teacher_options=options, answers=answers, questions=questions,
                             per_passage=per_passage, limit=limit,
                             min_support=min_support, progress=progress)
     render_report(console, report)

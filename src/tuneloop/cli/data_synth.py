@@ -21,6 +21,10 @@ def render_report(console: Console, report: SynthReport) -> None:
         style = "red" if count else "dim"
         table.add_row(f"  [{style}]dropped: {reason}[/]", f"[{style}]{count:,}[/]")
     table.add_row("[bold green]kept[/]", f"[bold green]{report.kept:,}[/]")
+    if report.questions != "teacher":
+        table.add_row("  of which cloze questions (the teacher's was not usable)"
+                      if report.questions == "auto" else "  of which cloze questions",
+                      f"{report.cloze:,}")
     console.print(table)
     contamination = report.dropped.get("near duplicate of a test record", 0)
     checked = ", ".join(report.test_versions) or "no dataset version yet"

@@ -2,7 +2,8 @@
 
 A *key fact* is a short literal span that a correct answer must repeat: a number with its unit
 ("30 minutes", "5 GB"), a version ("4.5.3"), a menu path ("Settings > Sync > Choose folders"), an
-error code ("QS-1042"), a URL or host name, a setting written in bold, code or quotes. Candidates
+error code ("QS-1042"), a URL or host name, a class, function or qualified name of an API
+("TypeError", "json.dumps", "isoformat()"), a setting written in bold, code or quotes. Candidates
 are found in the passage; an answer's key facts are the candidates it states, matched the way the
 `key_facts` metric matches them (normalised text, or every word of the fact present), so a
 synthetic record's facts are exactly what that metric will look for.
@@ -35,6 +36,11 @@ _PATTERNS = (
     # menu paths: "Admin console > Devices > Sync defaults"
     re.compile(r"[A-Z][\w&'-]*(?: [\w&'-]+){0,3}(?: ?[>›→] ?[A-Z][\w&'-]*(?: [\w&'-]+){0,3})+"),
     re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b|\b[a-z]+(?:[A-Z][a-z0-9]+)+\b"),  # identifiers
+    # class and exception names: "TypeError", "OrderedDict", "JSONDecodeError"
+    re.compile(r"\b(?:[A-Z][a-z0-9]+){2,}\b|\b[A-Z]{2,}(?:[A-Z][a-z]{2,})+\b"),
+    # qualified names and calls: "json.dumps", "os.path.join", "isoformat()"
+    re.compile(r"\b[A-Za-z_][A-Za-z0-9_]+(?:\.[A-Za-z_][A-Za-z0-9_]+)+(?:\(\))?|"
+               r"\b[A-Za-z_][A-Za-z0-9_]*\(\)"),
 )
 # A number with what it counts: "30 minutes", "$18", "95%", "500,000 files", "5 to 10 days".
 _QUANTITY = re.compile(r"(?<![\w.-])[$€£]?\d[\d,]*(?:\.\d+)?(?: to \d[\d,]*(?:\.\d+)?)?"

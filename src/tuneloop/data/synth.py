@@ -7,6 +7,14 @@ worth asking about (a number, a version, a menu path, a code, a setting; see `da
 endpoint) writes a question that the fact answers, then answers it from the passage alone. Both
 steps go through the engine's batch path.
 
+A small teacher often writes a question about something else (it repeats its few-shot examples,
+or asks about the product in general). With `questions="auto"` such a question is replaced by a
+*cloze* question made from the sentence itself, its fact replaced by "what" ("json.dumps: if
+skipkeys is true, keys that are not basic types are skipped instead of raising what?"): stilted,
+but about the passage by construction, and it teaches what retrieval-aware training needs, to
+find the sentence of the sources that answers and repeat its fact (cloze translation, Lewis et
+al., 2019). `questions="teacher"` keeps only the teacher's questions; `"cloze"` asks no teacher.
+
 A pair is kept only when it is grounded: the answer states at least one key fact of the passage
 and most of its words come from the passage; the question does not give the answer away; it is
 no duplicate of another question; and it is no near duplicate of any dataset's test record (see
@@ -57,6 +65,7 @@ QUESTION_TURNS = (
 ANSWER_SYSTEM = ("Answer the customer's question in one or two sentences using only the "
                  "documentation. Repeat its exact numbers, names and menu paths.")
 ANSWER_MODES = ("extract", "teacher")
+QUESTION_MODES = ("auto", "teacher", "cloze")
 REASONS = ("malformed question", "question not about the passage", "empty answer",
            "question copies the answer",
            "answer states no fact of the passage", "answer not supported by the passage",
@@ -93,6 +102,8 @@ class SynthReport:
     dropped: dict[str, int] = field(default_factory=dict)
     test_records: int = 0
     test_versions: list[str] = field(default_factory=list)
+    questions: str = "auto"
+    cloze: int = 0  # kept records whose question is a cloze of their sentence
 
 
 @dataclass
@@ -105,12 +116,13 @@ class _Pair:
     facts: list[str] = field(default_factory=list)
     coverage: float = 0.0
     reason: str | None = None
+    cloze: bool = False
 
 
 def synthesise(project: Project, actor: Actor, source_name: str, *, name: str = "synth",
                teacher: str = "base", teacher_options: dict[str, Any] | None = None,
-               answers: str = "extract", per_passage: int = 1, limit: int | None = None,
-               min_support: float = 0.6,
+               answers: str = "extract", questions: str = "auto", per_passage: int = 1,
+               limit: int | None = None, min_support: float = 0.6,
                near_dup_threshold: float = 0.8,
                progress: Progress | None = None) -> SynthReport:
     """Generate grounded question/answer records from the documents of `source_name`.
@@ -119,11 +131,15 @@ def synthesise(project: Project, actor: Actor, source_name: str, *, name: str = 
     registered model, a path, an http(s) URL with `teacher_options={"model": ...}`).
     `answers`: "extract" (the answer is the passage's sentence that holds the fact: grounded by
     construction, right for a small teacher) or "teacher" (the teacher answers from the
-    passage; for a strong teacher). `min_support` is the share of an answer's content words
-    that must occur in its passage.
+    passage; for a strong teacher). `questions`: "auto" (the teacher's question, or a cloze of
+    the sentence when the teacher's is not about the passage), "teacher" or "cloze".
+    `min_support` is the share of an answer's content words that must occur in its passage.
     """
     if answers not in ANSWER_MODES:
         raise DataError(f"answers must be one of {', '.join(ANSWER_MODES)}, found {answers!r}")
+    if questions not in QUESTION_MODES:
+        raise DataError(f"questions must be one of {', '.join(QUESTION_MODES)}, "
+                        f"found {questions!r}")
     source = _documents_source(project, source_name)
     require(project.store, actor, "train", [source.resource],
             purpose=f"synthesise training records {name!r} from {source_name}")
@@ -136,7 +152,7 @@ def synthesise(project: Project, actor: Actor, source_name: str, *, name: str = 
     from tuneloop.engines import load_engine  # type: ignore[attr-defined]
 
     engine = load_engine(project, teacher, **(teacher_options or {}))
-    _ask(engine, pairs, answers, progress)
+    _ask(engine, pairs, answers, questions, min_support, progress)
     _check(pairs, min_support, near_dup_threshold)
     flags = contaminated([p.question for p in pairs if p.reason is None], tests)
     for pair, flag in zip([p for p in pairs if p.reason is None], flags, strict=True):
@@ -151,7 +167,8 @@ def synthesise(project: Project, actor: Actor, source_name: str, *, name: str = 
                          passages_without_facts=len(passages) - len(with_facts),
                          generated=len(pairs), kept=len(kept),
                          dropped={r: dropped.get(r, 0) for r in REASONS},
-                         test_records=len(tests.texts), test_versions=tests.versions)
+                         test_records=len(tests.texts), test_versions=tests.versions,
+                         questions=questions, cloze=sum(p.cloze for p in kept))
     if not kept:
         raise DataError(f"the teacher produced no grounded question/answer pair from "
                         f"{len(pairs)} attempts on {documents} documents ("
@@ -260,15 +277,20 @@ def _sentence(passage: str, fact: str) -> str:
     return fact
 
 
-def _ask(engine: Any, pairs: list[_Pair], answers: str, progress: Progress | None) -> None:
+def _ask(engine: Any, pairs: list[_Pair], answers: str, questions: str, min_support: float,
+         progress: Progress | None) -> None:
     """Questions (and, with `answers="teacher"`, answers) through the engine's batch path."""
     from tuneloop.engines import GenerationParams  # type: ignore[attr-defined]
 
     params = GenerationParams(max_tokens=48, temperature=0.0, seed=0)
-    prompts = [[*QUESTION_TURNS, {"role": "user", "content": p.sentence}] for p in pairs]
-    for pair, text in zip(pairs, _batched(engine, prompts, params, "questions", progress),
+    asked = [] if questions == "cloze" else pairs
+    prompts = [[*QUESTION_TURNS, {"role": "user", "content": p.sentence}] for p in asked]
+    for pair, text in zip(asked, _batched(engine, prompts, params, "questions", progress),
                           strict=True):
         pair.question = _first_question(text)
+    for pair in pairs:
+        if questions != "teacher" and not _usable(pair, min_support):
+            pair.question, pair.cloze = cloze(pair.sentence, pair.target, pair.passage.title), True
         if not pair.question:
             pair.reason = "malformed question"
     asking = [p for p in pairs if p.reason is None]
@@ -283,6 +305,23 @@ def _ask(engine: Any, pairs: list[_Pair], answers: str, progress: Progress | Non
     for pair, text in zip(asking, _batched(engine, prompts, answer_params, "answers", progress),
                           strict=True):
         pair.answer = _clean(text)
+
+
+def _usable(pair: _Pair, min_support: float) -> bool:
+    """Whether the teacher's question asks about this passage without stating the answer."""
+    return bool(pair.question) and about(pair.question, pair.passage.text) >= min_support \
+        and not copies(pair.question, pair.sentence) and not stated(pair.target, pair.question)
+
+
+def cloze(sentence: str, fact: str, title: str = "") -> str:
+    """`sentence` as a question about `fact`: the fact replaced by "what", behind the title.
+    "" when the sentence does not hold the fact."""
+    at = sentence.lower().find(fact.lower())
+    if at < 0 or sentence.strip().lower() == fact.lower():
+        return ""
+    text = f"{sentence[:at]}what{sentence[at + len(fact):]}".strip().rstrip(" .;:!?")
+    text = text[0].upper() + text[1:] if text.startswith("what") else text
+    return f"{title}: {text}?" if title and title.lower() not in text.lower() else f"{text}?"
 
 
 def _first_question(text: str) -> str:
@@ -352,6 +391,7 @@ def _record(pair: _Pair, report: SynthReport) -> dict[str, Any]:
             "metadata": {"key_facts": pair.facts, "kb_refs": [passage.doc_id],
                          "chunk_id": passage.chunk_id, "passage": passage.text,
                          "title": passage.title, "support": round(pair.coverage, 3),
+                         "question": "cloze" if pair.cloze else "teacher",
                          "generator": {"teacher": report.teacher, "answers": report.answers}}}
 
 
@@ -361,6 +401,7 @@ def _write(project: Project, actor: Actor, source: SourceInfo, report: SynthRepo
     lineage = {"from": {"source": source.name, "sha256": content_hash(source.path),
                         "tier": source.tier},
                "teacher": report.teacher, "answers": report.answers,
+               "questions": report.questions, "cloze": report.cloze,
                "documents": report.documents,
                "passages": report.passages, "generated": report.generated,
                "kept": report.kept, "dropped": report.dropped,
