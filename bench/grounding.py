@@ -227,7 +227,8 @@ def main() -> None:
     parser.add_argument("--per-passage", type=int, default=2, help="questions per passage")
     parser.add_argument("--min-support", type=float, default=0.6,
                         help="share of a question's words that must occur in its passage")
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=3.0,
+                        help="passes over the synthetic records (about 90: one pass is 29 steps)")
     args = parser.parse_args()
     console = Console()
     root = args.keep or Path(tempfile.mkdtemp(prefix="tuneloop-grounding-")) / "project"

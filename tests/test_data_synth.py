@@ -104,7 +104,12 @@ def test_a_cloze_question_asks_for_the_fact_of_its_sentence() -> None:
     assert question == ("json.dumps: If skipkeys is true, keys that are not basic types are "
                         "skipped instead of raising a what?")
     assert not stated("TypeError", question) and not copies(question, sentence)
-    assert cloze("30 minutes is the limit.", "30 minutes") == "What is the limit?"
+    assert cloze("30 minutes is how long the reset link stays valid.", "30 minutes") == \
+        "What is how long the reset link stays valid?"
+    assert cloze("indent -- the number of spaces to indent nested levels with", "indent",
+                 "json.dumps") == ('json.dumps: What is described as "the number of spaces to '
+                                  'indent nested levels with"?')
+    assert cloze("The limit is 30 minutes.", "30 minutes") == ""  # too little left to ask
     assert cloze("The link is valid.", "30 minutes") == ""
 
 
@@ -156,7 +161,7 @@ def test_cloze_questions_make_grounded_records_without_a_teacher_question(root: 
     report = synthesise(project, project.actor(), "kb", name="kb-cloze", questions="cloze",
                         teacher="bundled:smollm2-135m")
     records = _records(report.path)
-    assert report.questions == "cloze" and report.cloze == report.kept == len(records) >= 3
+    assert report.questions == "cloze" and report.cloze == report.kept == len(records) >= 2
     _assert_grounded(records)
     for record in records:
         question, _answer = (m["content"] for m in record["messages"])

@@ -71,6 +71,8 @@ REASONS = ("malformed question", "question not about the passage", "empty answer
            "answer states no fact of the passage", "answer not supported by the passage",
            "duplicate question", "near duplicate of a test record")
 BATCH = 8
+CLOZE_MIN_WORDS = 6  # words a cloze question keeps besides the fact ("what" included)
+_DEFINITION = re.compile(r"\s*(?:--|—|–|:|-)\s+(.+)")
 #: progress(stage, done, total): stages "questions" and "answers"
 Progress = Callable[[str, int, int], None]
 
@@ -315,11 +317,18 @@ def _usable(pair: _Pair, min_support: float) -> bool:
 
 def cloze(sentence: str, fact: str, title: str = "") -> str:
     """`sentence` as a question about `fact`: the fact replaced by "what", behind the title.
-    "" when the sentence does not hold the fact."""
+    "" when the sentence does not hold the fact, or when too little of it is left to say what
+    is asked (a fragment, or a fact followed only by a few words)."""
     at = sentence.lower().find(fact.lower())
-    if at < 0 or sentence.strip().lower() == fact.lower():
+    if at < 0:
         return ""
-    text = f"{sentence[:at]}what{sentence[at + len(fact):]}".strip().rstrip(" .;:!?")
+    rest = sentence[at + len(fact):]
+    if at == 0 and (defined := _DEFINITION.match(rest)):  # "name -- what it does"
+        text = f'what is described as "{defined.group(1).strip().rstrip(" .;:")}"'
+    else:
+        text = f"{sentence[:at]}what{rest}".strip().rstrip(" .;:!?")
+    if len(re.findall(r"[A-Za-z]{2,}", text)) < CLOZE_MIN_WORDS or not re.search(r"[a-z]", text):
+        return ""
     text = text[0].upper() + text[1:] if text.startswith("what") else text
     return f"{title}: {text}?" if title and title.lower() not in text.lower() else f"{text}?"
 
