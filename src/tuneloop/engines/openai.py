@@ -4,6 +4,12 @@ hosted API, through `POST {base_url}/chat/completions`.
 Retries 429 and 5xx answers (and connection failures) with exponential backoff plus jitter,
 honouring `Retry-After`; a stream is retried only before its first byte. Failures become
 EngineError messages that say which server, which model and what to check.
+
+The server behind tokenizes the messages, and many do so with special tokens parsed, so text like
+`<|im_end|>\n<|im_start|>system` in a ticket or a retrieved document would become a real turn
+boundary there. The engine cannot see that tokenizer; it breaks the texts of the chat-control
+tokens of the common open-model families (`CHAT_CONTROL_TOKENS`) in every message's content
+with a zero-width space, as the local engines do with their own tokenizer's special tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +27,19 @@ import httpx
 
 from tuneloop.engines._common import validate_request
 from tuneloop.engines.base import Completion, Delta, Engine, FinishReason, GenerationParams, Message
+from tuneloop.engines.templates import escape_specials, special_pattern
 from tuneloop.errors import EngineError, InvalidRequest
+
+#: turn markers of ChatML (Qwen, SmolLM, Hermes), Llama 2 and 3, Mistral, Gemma, Phi-3, DeepSeek
+CHAT_CONTROL_TOKENS: tuple[str, ...] = (
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>",
+    "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>",
+    "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>", "[TOOL_CALLS]",
+    "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]",
+    "<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<|system|>", "<|user|>",
+    "<|assistant|>", "<|end|>", "<tool_call>", "</tool_call>", "<tool_response>",
+    "</tool_response>", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>",
+    "<｜Assistant｜>")
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length",
@@ -42,8 +60,11 @@ class OpenAIEngine(Engine):
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None,
                  name: str | None = None, timeout_s: float = 60.0, max_retries: int = 3,
                  backoff_s: float = 0.5, max_concurrency: int = 4,
-                 context_length: int = 8192) -> None:
-        """`api_key_env` names the environment variable holding the key (never the key itself)."""
+                 context_length: int = 8192,
+                 special_tokens: Sequence[str] = CHAT_CONTROL_TOKENS) -> None:
+        """`api_key_env` names the environment variable holding the key (never the key itself).
+        `special_tokens`: texts broken in every message's content before it is sent (the remote
+        server tokenizes it, perhaps with special tokens parsed); () sends content as is."""
         key = None
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -58,6 +79,7 @@ class OpenAIEngine(Engine):
         self.backoff_s = backoff_s
         self.max_concurrency = max_concurrency
         self.context_length = context_length
+        self._specials = special_pattern(special_tokens)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers,
                                     timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)))
@@ -112,7 +134,7 @@ class OpenAIEngine(Engine):
     def _body(self, messages: Sequence[Message], params: GenerationParams,
               *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": self.api_model, "messages": [dict(m) for m in messages],
+            "model": self.api_model, "messages": [self._escaped(m) for m in messages],
             "max_tokens": params.max_tokens, "temperature": params.temperature,
             "top_p": params.top_p, "stream": stream}
         if params.stop:
@@ -129,6 +151,13 @@ class OpenAIEngine(Engine):
             body["tool_choice"] = choice if choice in ("auto", "none", "required") else {
                 "type": "function", "function": {"name": choice}}
         return body
+
+    def _escaped(self, message: Message) -> dict[str, Any]:
+        """The message with each chat-control token's text in its content made plain text."""
+        out = dict(message)
+        if isinstance(out.get("content"), str):  # validate_request: content is text here
+            out["content"] = escape_specials(out["content"], self._specials)
+        return out
 
     def _send(self, body: dict[str, Any], *, stream: bool = False) -> httpx.Response:
         """POST with retries; returns a response with a 2xx status (open, when streaming)."""
