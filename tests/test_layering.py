@@ -51,7 +51,6 @@ KNOWN_MODULE_CYCLES = {
     "ui": "ui.app imports the page modules, which import ui.app's helpers",
     "serve": "serve.app and serve.chat (and the embeddings and governance routers) import "
              "each other",
-    "engines": "engines.base and engines.tools import each other",
 }
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from tuneloop.engines.structured import ResponseFormat
-    from tuneloop.engines.tools import ToolRequest
+    from tuneloop.engines.tool_request import ToolRequest
 
 # {"role": "system"|"user"|"assistant"|"tool", "content": str}; an assistant message may also
 # carry OpenAI-shaped "tool_calls", a tool message its "tool_call_id"

@@ -15,43 +15,14 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.engines.base import Completion, Delta
+from tuneloop.engines.tool_request import ToolRequest
 from tuneloop.errors import InvalidRequest
 
 CALL_OPEN = "<tool_call>\n"
 _CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class ToolRequest:
-    """The tools of one request: their definitions (canonical JSON) and the caller's choice.
-
-    `choice` is "auto", "none", "required", or the name of the one function to call.
-    """
-
-    tools_json: str
-    choice: str = "auto"
-
-    @property
-    def tools(self) -> list[dict[str, Any]]:
-        return json.loads(self.tools_json)
-
-    @property
-    def names(self) -> list[str]:
-        return [t["function"]["name"] for t in self.tools]
-
-    @property
-    def active(self) -> bool:
-        """Whether the model is shown the tools at all (not for tool_choice "none")."""
-        return self.choice != "none"
-
-    @property
-    def forced(self) -> bool:
-        """Whether the answer must be a tool call."""
-        return self.choice not in ("auto", "none")
 
 
 def from_openai(tools: list[dict[str, Any]] | None, choice: Any) -> ToolRequest | None:
