@@ -48,7 +48,6 @@ KNOWN_LAYER_BREAKS = {
 }
 KNOWN_PRIVATE_USES: dict[str, str] = {}
 KNOWN_MODULE_CYCLES = {
-    "ui": "ui.app imports the page modules, which import ui.app's helpers",
     "serve": "serve.app and serve.chat (and the embeddings and governance routers) import "
              "each other",
 }

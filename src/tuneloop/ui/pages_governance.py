@@ -14,7 +14,7 @@ from tuneloop.errors import PermissionDenied, TuneloopError
 from tuneloop.governance import approvals, audit
 from tuneloop.governance.tiers import USES
 from tuneloop.ui import session as sess
-from tuneloop.ui.app import dashboard, flash, redirect
+from tuneloop.ui._common import dashboard, flash, redirect
 
 router = APIRouter()
 DECISIONS = {"grant": approvals.grant, "deny": approvals.deny, "revoke": approvals.revoke}

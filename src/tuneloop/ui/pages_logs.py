@@ -10,7 +10,7 @@ from tuneloop.errors import ApprovalRequired, TuneloopError
 from tuneloop.store.flywheel import REVIEW_STATUSES
 from tuneloop.ui import logs_data
 from tuneloop.ui import session as sess
-from tuneloop.ui.app import dashboard, flash, redirect, require_internal
+from tuneloop.ui._common import dashboard, flash, redirect, require_internal
 from tuneloop.ui.logs_data import PAGE_SIZE
 
 router = APIRouter()

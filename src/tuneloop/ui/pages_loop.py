@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from tuneloop.errors import NotFound, TuneloopError
 from tuneloop.ui import loop_data
-from tuneloop.ui.app import dashboard, require_internal
+from tuneloop.ui._common import dashboard, require_internal
 
 router = APIRouter()
 
