@@ -48,8 +48,6 @@ KNOWN_LAYER_BREAKS = {
 }
 KNOWN_PRIVATE_USES: dict[str, str] = {}
 KNOWN_MODULE_CYCLES = {
-    "serve": "serve.app and serve.chat (and the embeddings and governance routers) import "
-             "each other",
 }
 
 

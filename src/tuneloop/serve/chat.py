@@ -12,7 +12,6 @@ import contextlib
 import json
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +25,14 @@ from tuneloop.errors import EngineError, TuneloopError
 from tuneloop.serve import capabilities, requestlog
 from tuneloop.serve.errors import ApiError, as_api_error, error_body
 from tuneloop.serve.limits import Slot
+from tuneloop.serve.requestlog import new_request_id  # importable from here too
 from tuneloop.serve.schemas import ChatCompletionRequest
 
 if TYPE_CHECKING:
-    from tuneloop.serve.app import Server
+    from tuneloop.serve.server import Server
 
 _DONE = object()
 CLIENT_GONE = 499  # the status logged for requests whose client went away (nginx's convention)
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _parse(raw: bytes) -> ChatCompletionRequest:

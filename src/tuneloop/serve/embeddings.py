@@ -28,7 +28,7 @@ from tuneloop.serve.errors import ApiError, as_api_error, error_body
 
 if TYPE_CHECKING:
     from tuneloop.rag.embed import Embedder
-    from tuneloop.serve.app import Server
+    from tuneloop.serve.server import Server
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
 SHORT_NAME = "all-minilm-l6-v2"
@@ -141,9 +141,7 @@ def _body(name: str, vectors: np.ndarray, tokens: int, encoding: str) -> dict[st
 async def handle(server: Server, request: Request) -> Response:
     """Answer one embeddings request, logging it whatever happens."""
     from tuneloop.rag.embed import get_embedder
-    from tuneloop.serve.chat import new_request_id
-
-    entry = requestlog.Entry(id=new_request_id(), finish_reason="embedding")
+    entry = requestlog.Entry(id=requestlog.new_request_id(), finish_reason="embedding")
     started = time.perf_counter()
     slot = None
     try:

@@ -39,7 +39,7 @@ from tuneloop.governance.tiers import Actor
 from tuneloop.serve.errors import ApiError
 
 if TYPE_CHECKING:
-    from tuneloop.serve.app import Server
+    from tuneloop.serve.server import Server
 
 T = TypeVar("T")
 DECISIONS = {"grant": approvals.grant, "deny": approvals.deny, "revoke": approvals.revoke}

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ def redact(entities: Sequence[str], texts: Sequence[str]) -> tuple[list[str], di
 def tier_of(variant_tier: int, hits: Iterable[Any]) -> int:
     """A request log's tier: the highest of its variant's and of the chunks it actually used."""
     return max([variant_tier, *(int(getattr(h, "tier", 1) or 1) for h in hits)])
+
+
+def new_request_id() -> str:
+    """A fresh id for a request and its log row."""
+    return uuid.uuid4().hex
 
 
 @dataclass
