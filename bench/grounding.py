@@ -68,6 +68,7 @@ training:
   retrieval: true
   retrieval_variant: tuned-rag
   epochs: EPOCHS
+  retrieval_unanswerable: UNANSWERABLE
   learning_rate: 0.001
   batch_size: 2
   gradient_accumulation: 1
@@ -154,7 +155,8 @@ def publish_held_out(project, records: list[dict]):
 
 
 def run_loop(root: Path, quick: bool, console: Console, *, per_passage: int = 2,
-             min_support: float = 0.6, epochs: float = 1.0) -> tuple[dict, dict[str, float]]:
+             min_support: float = 0.6, epochs: float = 3.0,
+             unanswerable: float = 0.1) -> tuple[dict, dict[str, float]]:
     from tuneloop import Project
     from tuneloop.data.build import build_dataset
     from tuneloop.data.synth import synthesise
@@ -169,7 +171,8 @@ def run_loop(root: Path, quick: bool, console: Console, *, per_passage: int = 2,
         console.print(f"  {name}: {timings[name]:.0f} s")
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / "tuneloop.yaml").write_text(CONFIG.replace("EPOCHS", str(epochs)), encoding="utf-8")
+    config = CONFIG.replace("EPOCHS", str(epochs)).replace("UNANSWERABLE", str(unanswerable))
+    (root / "tuneloop.yaml").write_text(config, encoding="utf-8")
     documents = write_docs(root / "docs", limit=6 if quick else None)
     project = Project.init(root)
     actor = project.actor()
@@ -194,7 +197,10 @@ def run_loop(root: Path, quick: bool, console: Console, *, per_passage: int = 2,
     summary = result.summary
     summary["report"] = str(result.report_paths.get("html", ""))
     summary["synth"] = {"kept": synth.kept, "generated": synth.generated,
-                        "dropped": synth.dropped}
+                        "dropped": synth.dropped, "cloze": synth.cloze}
+    abstain = project.config.training.retrieval_abstain.lower()
+    summary["abstained"] = {v: sum(abstain in o.output.lower() for o in result.outputs
+                                   if o.variant == v) for v in ("base-rag", "tuned-rag")}
     project.close()
     return summary, timings
 
@@ -214,6 +220,8 @@ def figures(summary: dict, timings: dict[str, float]) -> dict:
         "key_facts_diff": sign * comp["diff"], "key_facts_diff_low": low,
         "key_facts_diff_high": high,
         "loop_minutes": sum(timings.values()) / 60,
+        "tuned_rag_abstained": summary["abstained"]["tuned-rag"],
+        "synthetic_records": summary["synth"]["kept"],
         "questions": per["tuned-rag"]["n"],
         "goals": {"answer_over_context_tuned_rag": ">= 0.7", "key_facts_diff_low": "> 0",
                   "loop_minutes": "< 30"},
@@ -229,12 +237,16 @@ def main() -> None:
                         help="share of a question's words that must occur in its passage")
     parser.add_argument("--epochs", type=float, default=3.0,
                         help="passes over the synthetic records (about 90: one pass is 29 steps)")
+    parser.add_argument("--unanswerable", type=float, default=0.1,
+                        help="share of training records whose gold passage is taken out and "
+                             "whose answer abstains (training.retrieval_unanswerable)")
     args = parser.parse_args()
     console = Console()
     root = args.keep or Path(tempfile.mkdtemp(prefix="tuneloop-grounding-")) / "project"
     try:
         summary, timings = run_loop(root, args.quick, console, per_passage=args.per_passage,
-                                    min_support=args.min_support, epochs=args.epochs)
+                                    min_support=args.min_support, epochs=args.epochs,
+                                    unanswerable=args.unanswerable)
     finally:
         if not args.keep:
             shutil.rmtree(root.parent, ignore_errors=True)
@@ -251,7 +263,9 @@ def main() -> None:
                   f"(95% CI {result['key_facts_diff_low']:+.3f} to "
                   f"{result['key_facts_diff_high']:+.3f}); loop {result['loop_minutes']:.1f} min; "
                   f"synthetic records kept {summary['synth']['kept']} of "
-                  f"{summary['synth']['generated']}")
+                  f"{summary['synth']['generated']} ({summary['synth']['cloze']} cloze); "
+                  f"tuned-rag answered that its sources do not cover "
+                  f"{summary['abstained']['tuned-rag']} of {result['questions']} questions")
     print(json.dumps(result))
 
 
