@@ -94,10 +94,17 @@ def test_embeddings_share_the_callers_rate_limit(served: dict[str, Any]) -> None
 def test_models_lists_each_embedding_model_and_embeddings_takes_a_routers_model(
         served: dict[str, Any], tmp_path: Path) -> None:
     from tuneloop.engines.bundled import bundled_embedding_dir
+    from tuneloop.governance import principals
     from tuneloop.router.model import QueryRouter
     from tuneloop.router.registry import register
 
-    api, project = served["api"], served["project"]
+    project = served["project"]
+    # a key of its own: the module's server allows 8 requests a minute per key, which the
+    # other tests of the module spend
+    secret = principals.create_key(project.store, project.actor(), "ida",
+                                   audience="internal").secret
+    api = openai.OpenAI(base_url=served["url"] + "/v1", api_key=secret, max_retries=0,
+                        timeout=60)
     ids = [m.id for m in api.models.list()]
     assert ids[-1] == "all-minilm-l6-v2" and ids.count("all-minilm-l6-v2") == 1
     assert "assistant" in ids[:-1]  # the chat models come first
