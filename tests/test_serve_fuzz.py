@@ -7,6 +7,7 @@ hole of model servers that accept file paths).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,15 @@ def test_api_never_5xx_and_errors_are_openai_shaped(fuzz_server: dict[str, Any])
 
     check()
     assert "POST /v1/chat/completions" in seen and "POST /v1/feedback" in seen
-    statuses = {r.status for r in requestlog.recent(fuzz_server["project"].store, limit=1000)}
+    # A streamed request's row is written when its stream closes, which can be just after the
+    # client read the last event: wait for it rather than race it.
+    deadline = time.monotonic() + 30
+    while True:
+        statuses = {r.status for r in requestlog.recent(fuzz_server["project"].store,
+                                                         limit=1000)}
+        if 200 in statuses or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert 200 in statuses, f"the fuzz never produced a valid request: {sorted(statuses)}"
 
 
