@@ -31,6 +31,7 @@ from tuneloop.flywheel import review
 from tuneloop.flywheel.enrich import enrich
 from tuneloop.flywheel.erasure import erase, needs_retraining, preview
 from tuneloop.governance import audit, principals
+from tuneloop.rollout import withdraw_from_public
 from tuneloop.store.evals import EvalOutput, EvalRun
 from tuneloop.store.rag import RagChunk
 from tuneloop.store.runs import Run
@@ -197,7 +198,7 @@ def test_erased_subject_leaves_no_trace_in_files_or_database(project: Project) -
     assert set(plan.datasets) == {seeded["built"].ref, seeded["logs"].ref}
     assert plan.models == ["tickets-run1"] and seeded["built"].path.exists()
 
-    report = erase(project, pia, EMAIL, also=[NAME])
+    report = erase(project, pia, EMAIL, also=[NAME], withdraw=withdraw_from_public)
 
     assert report.residue == []
     assert files_mentioning(project.state_dir) == []
@@ -235,12 +236,12 @@ def test_erased_subject_leaves_no_trace_in_files_or_database(project: Project) -
 def test_only_the_privacy_team_or_an_admin_may_erase(project: Project) -> None:
     rid = log_request(project, "about me", "ok", subject=EMAIL)
     with pytest.raises(PermissionDenied, match="may not erase"):
-        erase(project, person(project, "dan"), EMAIL)
+        erase(project, person(project, "dan"), EMAIL, withdraw=withdraw_from_public)
     assert any(e.action == "erasure.refused" for e in audit.list_events(project.store, limit=5))
     with project.store.session(write=False) as session:
         assert session.get(RequestLog, rid) is not None
     with pytest.raises(Exception, match="too short"):
-        erase(project, project.actor(), EMAIL, also=["Al"])
+        erase(project, project.actor(), EMAIL, also=["Al"], withdraw=withdraw_from_public)
 
 
 @pytest.mark.slow

@@ -109,7 +109,8 @@ def test_erasing_jane_keeps_every_model_file_and_serving_answers(project: Projec
     other.write_text("Janet asked about invoices", encoding="utf-8")
 
     pia = person(project, "pia", role="privacy")
-    report = erase(project, pia, EMAIL, also=["Jane", "Jane Roe"])
+    report = erase(project, pia, EMAIL, also=["Jane", "Jane Roe"],
+                   withdraw=rollout.withdraw_from_public)
 
     assert fingerprints(list(models.values())) == before
     assert report.files_removed == [report_file] and other.exists()
@@ -145,7 +146,8 @@ def test_marked_variant_is_withdrawn_refused_listed_and_cleared_by_retraining(
     pass_gates(project, "tuned")
     rollout.set_stage(project, admin, "assistant", "tuned", "all")
 
-    report = erase(project, person(project, "pia", role="privacy"), EMAIL, also=["Jane Roe"])
+    report = erase(project, person(project, "pia", role="privacy"), EMAIL, also=["Jane Roe"],
+                   withdraw=rollout.withdraw_from_public)
 
     assert report.variants == ["tuned"]
     assert report.withdrawn == ["assistant: tuned (all -> internal)"]
@@ -196,7 +198,7 @@ def test_an_export_made_before_the_erasure_is_listed_as_a_copy_that_left(
     dry = run_cli("erase", "--subject", EMAIL, "--dry-run", cwd=project.root)
     assert dry.returncode == 0, dry.stderr
     assert "export that left the project" in dry.stdout
-    report = erase(project, pia, EMAIL)
+    report = erase(project, pia, EMAIL, withdraw=rollout.withdraw_from_public)
     assert len(report.exports) == 1 and report.exports[0].startswith(f"{out} (jsonl of {built.ref}")
     event = next(e for e in audit.list_events(project.store, limit=30) if e.action == "erasure")
     assert str(out) in event.details
@@ -226,7 +228,8 @@ def test_a_model_export_made_before_the_erasure_is_listed_with_its_path(
     assert str(out.resolve()) in "".join(dry.stdout.split())
     copy = out.read_bytes()
 
-    report = erase(project, person(project, "pia", role="privacy"), EMAIL)
+    report = erase(project, person(project, "pia", role="privacy"), EMAIL,
+                   withdraw=rollout.withdraw_from_public)
 
     [listed] = [e for e in report.exports if "model export" in e]
     assert listed.startswith(f"{out.resolve()} (model export, gguf q8_0 of tickets-run1; "

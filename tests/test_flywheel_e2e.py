@@ -99,8 +99,10 @@ def test_served_feedback_becomes_a_trained_and_evaluated_model_with_lineage(
 
     # Erasing one customer marks the model trained on their request, and the variant serving it.
     from tuneloop.flywheel.erasure import erase
+    from tuneloop.rollout import withdraw_from_public
 
-    erased = erase(project, project.actor(), "customer0@example.com")
+    erased = erase(project, project.actor(), "customer0@example.com",
+                   withdraw=withdraw_from_public)
     assert erased.counts["request_logs"] == 1 and erased.counts["dataset_records"] == 1
     assert model.name in erased.models and erased.variants == ["tuned"]
     assert erased.residue == []

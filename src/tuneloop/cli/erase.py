@@ -48,6 +48,7 @@ def erase(
 
 
 def _run(ctx: typer.Context, subject: str, also: list[str], yes: bool, dry_run: bool) -> None:
+    from tuneloop import rollout
     from tuneloop.flywheel.erasure import erase as run
 
     c = state(ctx)
@@ -58,7 +59,7 @@ def _run(ctx: typer.Context, subject: str, also: list[str], yes: bool, dry_run: 
         return
     if not yes:  # dry runs need no confirmation: they change nothing
         typer.confirm(f"Erase every record of {subject!r}? This cannot be undone", abort=True)
-    report = run(project, actor, subject, also=also or [])
+    report = run(project, actor, subject, also=also or [], withdraw=rollout.withdraw_from_public)
     table = Table(title=f"erasure #{report.id} (subject {report.subject_hash[:12]}...)")
     table.add_column("what")
     table.add_column("removed", justify="right")

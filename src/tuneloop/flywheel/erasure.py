@@ -6,13 +6,17 @@ The subject is found by the hash records carry (`subject`, from the source's `su
 the API's `user` field), by being the principal who made a request, and by any of the identifying
 strings given (the id itself, a name, ...) appearing in stored text. Only the privacy team and
 admins may erase; every erasure is audited with the subject's hash, never the id in clear.
+
+Marked variants leave the public at once through the `withdraw` step the caller passes in
+(`rollout.withdraw_from_public`): rollout sits above flywheel and reads its marks, so erasure
+does not import it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -42,6 +46,14 @@ TOUCHED_TABLES = [RequestLog.__tablename__, Feedback.__tablename__, ReviewItem._
                   RagChunk.__tablename__, RagDocument.__tablename__]
 
 
+class Withdraw(Protocol):
+    """Takes `variants` off every public stage now (audited with `reason`); returns what moved,
+    as "alias: variant (stage -> internal)". `rollout.withdraw_from_public` is the one."""
+
+    def __call__(self, project: Project, actor: Actor, variants: list[str],
+                 reason: str) -> list[str]: ...
+
+
 @dataclass
 class ErasureReport:
     """What one erasure removed, what it marked, and what it could not reach."""
@@ -61,9 +73,12 @@ class ErasureReport:
     exports: list[str] = field(default_factory=list)  # copies that left the project
 
 
-def erase(project: Project, actor: Actor, subject_id: str, *,
+def erase(project: Project, actor: Actor, subject_id: str, *, withdraw: Withdraw,
           also: list[str] | tuple[str, ...] = ()) -> ErasureReport:
-    """Erase the subject `subject_id` (also known by the strings in `also`); see the module doc."""
+    """Erase the subject `subject_id` (also known by the strings in `also`); see the module doc.
+
+    `withdraw` takes the variants it marks off the public (`rollout.withdraw_from_public`).
+    """
     if actor.role not in ROLES:
         audit.record_now(project.store, actor=actor.name, action="erasure.refused",
                          target="subject", details={"why": f"role {actor.role}"})
@@ -104,7 +119,9 @@ def erase(project: Project, actor: Actor, subject_id: str, *,
                                       "datasets": row.datasets, "models": report.models,
                                       "variants": report.variants,
                                       "exports_outside": report.exports})
-    report.withdrawn = marks.withdraw(project, actor, report.variants, report.id)
+    report.withdrawn = withdraw(project, actor, report.variants,
+                                reason=f"withdrawn from the public by erasure #{report.id}: "
+                                       "derived from erased data, needs retraining")
     if report.counts["chunks"]:
         _rebuild_index(project)
     # Derived files are also looked for by what the erased records said, not only by name.

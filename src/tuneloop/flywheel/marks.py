@@ -3,7 +3,8 @@
 An erasure marks every model trained on a dataset version that held the subject, and every variant
 serving such a model (`retraining_marks`). A marked variant may serve internal callers (people who
 can judge it) but not the public: rollout asks `check_stage` before any stage past `internal`, and
-erasure calls `withdraw` to take it off the public stages at once, audited, the reason kept in the
+erasure takes it off the public stages at once through the `withdraw` step its caller passes in
+(`rollout.withdraw_from_public`: rollout sits above flywheel), audited, the reason kept in the
 rollout's history (so `rollout status` and the dashboard show it).
 
 A mark clears itself when it no longer holds (`refresh`): a model re-registered under its name and
@@ -97,21 +98,6 @@ def check_stage(project: Project, actor: Actor, variant: str, stage: str) -> Non
     raise GateFailed(f"variant {variant!r} cannot go past internal: {why}",
                      hint="retrain on a dataset version made after the erasure (`tuneloop train`)"
                           "; `tuneloop erase status` lists the open marks")
-
-
-def withdraw(project: Project, actor: Actor, variants: list[str], erasure_id: int) -> list[str]:
-    """Take marked variants off every public stage now (back to `internal`); returns what moved."""
-    from tuneloop import rollout
-
-    moved = []
-    for alias in rollout.aliases(project):
-        for entry in rollout.state(project, alias).entries:
-            if entry.variant in variants and entry.stage in PUBLIC_STAGES:
-                rollout.withdraw(project, actor, alias, entry.variant,
-                                 reason=f"withdrawn from the public by erasure #{erasure_id}: "
-                                        "derived from erased data, needs retraining")
-                moved.append(f"{alias}: {entry.variant} ({entry.stage} -> internal)")
-    return moved
 
 
 def clear(project: Project, actor: Actor, mark_id: int, reason: str) -> None:

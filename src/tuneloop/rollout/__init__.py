@@ -14,6 +14,7 @@ from tuneloop.rollout.changes import (
     rollback,
     set_stage,
     withdraw,
+    withdraw_from_public,
 )
 from tuneloop.rollout.gates import (
     PUBLIC_STAGES,
@@ -26,5 +27,5 @@ from tuneloop.rollout.state import AliasState, Entry, aliases, history, state, s
 __all__ = [
     "DEFAULT_PUBLIC_PERCENT", "PUBLIC_STAGES", "AliasState", "Entry", "GateStatus", "aliases",
     "history", "latest_gate_status", "promote", "public_approval_live", "rollback", "set_stage",
-    "state", "sticky_bucket", "withdraw",
+    "state", "sticky_bucket", "withdraw", "withdraw_from_public",
 ]

@@ -17,7 +17,7 @@ from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
 from tuneloop.rollout import members
 from tuneloop.rollout.gates import PUBLIC_STAGES, check_actor, check_gates
-from tuneloop.rollout.state import AliasState, Entry, state
+from tuneloop.rollout.state import AliasState, Entry, aliases, state
 from tuneloop.store.models import utcnow
 from tuneloop.store.serving import STAGES, Rollout, RolloutChange
 
@@ -101,6 +101,22 @@ def withdraw(project: Project, actor: Actor, alias: str, variant: str, reason: s
     after = [Entry(e.variant, "internal", 0.0) if e.variant == variant else e
              for e in state(project, alias).entries]
     return _apply(project, actor, alias, "withdraw", variant, after, reason)
+
+
+def withdraw_from_public(project: Project, actor: Actor, variants: list[str],
+                         reason: str) -> list[str]:
+    """Take `variants` off every public stage of every alias now, back to `internal` (audited).
+
+    Erasure's step for variants derived from erased data (`flywheel.erasure.erase` takes it as
+    `withdraw`); returns what moved, as "alias: variant (stage -> internal)".
+    """
+    moved = []
+    for alias in aliases(project):
+        for entry in state(project, alias).entries:
+            if entry.variant in variants and entry.stage in PUBLIC_STAGES:
+                withdraw(project, actor, alias, entry.variant, reason)
+                moved.append(f"{alias}: {entry.variant} ({entry.stage} -> internal)")
+    return moved
 
 
 def promote(project: Project, actor: Actor, alias: str, variant: str, *,
