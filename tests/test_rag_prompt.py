@@ -87,6 +87,24 @@ def test_variant_template_gets_instructions_and_sources():
     assert "Refunds take five days." in system
 
 
+def test_a_variant_can_shorten_or_leave_out_the_instructions_about_sources():
+    conversation = [{"role": "user", "content": "How long do refunds take?"}]
+    hits = [hit(1, "Refunds take five days.")]
+    default = assemble("Be brief.", conversation, hits, 100, words, placement="user")
+    short = assemble("Be brief.", conversation, hits, 100, words, placement="user",
+                     instructions="Answer from the sources.")
+    none = assemble("Be brief.", conversation, hits, 100, words, placement="user",
+                    instructions="")
+    assert "only the numbered sources" in default.messages[0]["content"]
+    assert short.messages[0]["content"] == "Be brief.\n\nAnswer from the sources."
+    assert none.messages[0]["content"] == "Be brief."
+    # the sources and the question are laid out the same whatever the instructions say
+    assert default.messages[1:] == short.messages[1:] == none.messages[1:]
+    assert none.messages[1]["content"].endswith("How long do refunds take?")
+    in_system = assemble("Be brief.", conversation, hits, 100, words, instructions="")
+    assert in_system.messages[0]["content"].startswith("Be brief.\n\n<sources>")
+
+
 MARKDOWN = """# Install guide
 
 Intro paragraph about installing.

@@ -77,11 +77,16 @@ def write(folder: Path, files: dict[str, str]) -> None:
         (folder / name).write_text(text, encoding="utf-8")
 
 
-def make_project(root: Path, *, tier: int = 1, placement: str = "user") -> Project:
+def make_project(root: Path, *, tier: int = 1, placement: str = "user",
+                 own_prompt: bool = False) -> Project:
     root.mkdir(parents=True)
     project = Project.init(root)
-    (root / "tuneloop.yaml").write_text(
-        CONFIG.replace("TIER", str(tier)).replace("PLACEMENT", placement), encoding="utf-8")
+    config = CONFIG.replace("TIER", str(tier)).replace("PLACEMENT", placement)
+    if own_prompt:  # the RAG variant's own system prompt and a shorter word on its sources
+        config = config.replace("    model: docs\n", "    model: docs\n    prompt: Be brief.\n")
+        config = config.replace("placement: system}", "placement: system,\n"
+                                "                instructions: Answer from the sources.}")
+    (root / "tuneloop.yaml").write_text(config, encoding="utf-8")
     write(root / "handbook", HANDBOOK)
     write(root / "notes", NOTES)
     project = Project.open(root)
@@ -195,7 +200,7 @@ def test_training_prompts_are_the_served_prompts_token_for_token(tmp_path, tiny_
     from tuneloop.variants import get_variant
 
     monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
-    project = make_project(tmp_path / "p", placement="system")
+    project = make_project(tmp_path / "p", placement="system", own_prompt=True)
     version = make_version(project, copies=1)
     result = train(project, project.actor(), version.ref, base=str(tiny_model),
                    overrides={"max_steps": 1, "model_name": "docs",
@@ -218,6 +223,8 @@ def test_training_prompts_are_the_served_prompts_token_for_token(tmp_path, tiny_
         question = [m for m in row["messages"] if m["role"] == "user"][-1]["content"]
         served = variant.prepare([{"role": "user", "content": question}], project.actor())
         assert served.messages == row["messages"][:-1]
+        assert served.messages[0]["content"].startswith(
+            "Be brief.\n\nAnswer from the sources.\n\n<sources>")
         text = tokenizer.apply_chat_template(served.messages, tokenize=False,
                                              add_generation_prompt=True)
         assert variant.engine.template.render(served.messages) == text

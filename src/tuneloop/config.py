@@ -196,6 +196,10 @@ class RetrievalConfig(_Model):
     sentences: int | None = Field(default=None, ge=1)
     # where the sources go: end of the system message, or just before the question
     placement: Literal["system", "user"] = "system"
+    # what the system message tells the model about the sources (None: `rag.prompt`'s
+    # INSTRUCTIONS; "" for none). A fine-tuned model learns the use of sources from its
+    # training rows, where every token of a long instruction costs training time.
+    instructions: str | None = None
 
 
 class GenerationConfig(_Model):

@@ -175,7 +175,8 @@ class Variant:
         settings = self.config.retrieval
         built = rag_prompt.assemble(system, conversation, hits, settings.context_tokens,
                                     count_text, min_score_ratio=settings.min_score_ratio,
-                                    sentences=settings.sentences, placement=settings.placement)
+                                    sentences=settings.sentences, placement=settings.placement,
+                                    instructions=settings.instructions)
         return Prepared(built.messages, built.citations, list(hits), built.context)
 
     def count_text(self) -> Callable[[str], int]:
