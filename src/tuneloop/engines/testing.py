@@ -11,6 +11,7 @@ template are SmolLM2's own, taken from the bundled GGUF.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -20,6 +21,18 @@ from pathlib import Path
 _lock = threading.RLock()  # re-entrant: tiny_llama holds it while fetching the tokenizer
 _built: dict[tuple[object, ...], Path] = {}  # build key -> folder built in this process
 _tokenizer_dir: Path | None = None
+_scratch: Path | None = None
+
+
+def _scratch_dir() -> Path:
+    """This process's folder for the models and tokenizer it builds once and copies from;
+    removed when the process exits (the copies callers asked for stay where they asked)."""
+    global _scratch
+    with _lock:
+        if _scratch is None or not _scratch.is_dir():
+            _scratch = Path(tempfile.mkdtemp(prefix="tuneloop-testing-"))
+            atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
+        return _scratch
 
 
 def tiny_llama(
@@ -51,7 +64,7 @@ def tiny_llama(
     with _lock:
         source = _built.get(key)
         if source is None or not source.is_dir():
-            source = Path(tempfile.mkdtemp(prefix="tuneloop-tiny-llama-")) / name
+            source = _scratch_dir() / name
             _build(source, seed=seed, hidden_size=hidden_size, layers=layers, heads=heads,
                    kv_heads=kv_heads, intermediate_size=intermediate_size,
                    max_position_embeddings=max_position_embeddings,
@@ -98,7 +111,7 @@ def smollm2_tokenizer_dir() -> Path:
             # GGUF (49k tokens, 49k merges) through gguf's reader only to learn the model type,
             # ~9 s instead of under 1; the files saved below are byte for byte the same.
             tokenizer = PreTrainedTokenizerFast.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            folder = Path(tempfile.mkdtemp(prefix="tuneloop-smollm2-tokenizer-"))
+            folder = _scratch_dir() / "smollm2-tokenizer"
             tokenizer.save_pretrained(folder)
             _tokenizer_dir = folder
         return _tokenizer_dir
