@@ -41,6 +41,7 @@ def grant_of(row: Approval) -> Grant:
         uses=frozenset(row.uses),
         expires_at=row.expires_at,
         beneficiary=row.beneficiary,
+        decided_by=row.decided_by_id,
     )
 
 

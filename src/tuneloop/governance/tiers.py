@@ -64,6 +64,7 @@ class Grant:
     uses: frozenset[str]
     expires_at: dt.datetime
     beneficiary: str  # "principal:NAME" or "audience:internal" / "audience:public"
+    decided_by: int | None = None  # the principal id of the privacy officer who decided it
 
     def is_live(self, now: dt.datetime) -> bool:
         return self.status == "granted" and now < self.expires_at
@@ -90,7 +91,13 @@ def derived_roots(*resources: Resource) -> frozenset[str]:
 
 
 def benefits(grant: Grant, actor: Actor) -> bool:
-    """Whether the approval was given to this actor (by name, or to the actor's audience)."""
+    """Whether the approval was given to this actor (by name, or to the actor's audience).
+
+    Never to the privacy officer who decided it: nobody approves a request that benefits them,
+    and an approval for their whole audience would otherwise cover them too.
+    """
+    if grant.decided_by is not None and grant.decided_by == actor.id:
+        return False
     return grant.beneficiary in (actor.ref, f"audience:{actor.audience}")
 
 
