@@ -15,6 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tuneloop import Project
+    from tuneloop.governance.tiers import Actor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -98,6 +99,32 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: s
     root = tmp_path / "proj"
     Project.init(root).close()
     return root
+
+
+_ADMIN_KEYS: dict[str, str] = {}
+
+
+def admin_key(project: Project) -> str:
+    """An admin's key for a test project (principal `ada`), made once per store: on SQLite by the
+    account that created the project (the keyless owner); on PostgreSQL, where administration
+    always takes a key, by bootstrapping the first admin as `tuneloop init` does."""
+    from tuneloop.governance import principals
+
+    url = str(project.store.url)
+    if url not in _ADMIN_KEYS:
+        if project.store.dialect == "sqlite":
+            made = principals.create_key(project.store, project.actor(), "ada", role="admin")
+        else:
+            made = principals.bootstrap_admin(project.store, "ada")
+        _ADMIN_KEYS[url] = made.secret
+    return _ADMIN_KEYS[url]
+
+
+def project_admin(project: Project) -> Actor:
+    """The admin of a test project as an Actor (see `admin_key`)."""
+    from tuneloop.governance import principals
+
+    return principals.authenticate(project.store, admin_key(project))
 
 
 PROJECT_CONFIG = """\

@@ -20,27 +20,31 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from tests.conftest import KB_CONFIG, run_cli, write_files
+from tests.conftest import KB_CONFIG, admin_key, project_admin, run_cli, write_files
+from tuneloop.errors import NotFound, PermissionDenied
 from tuneloop.governance import approvals, principals
 from tuneloop.project import Project
-from tuneloop.store import Approval, AuditEvent, AuditHead
+from tuneloop.store import ApiKey, Approval, AuditEvent, AuditHead
 
 
 @pytest.fixture
 def insider(kb_dir: Path, database_url: str) -> Iterator[dict[str, Any]]:
-    """A project with Tier 1 docs and Tier 2 tickets; keys for a developer, the privacy officer
-    (pia) and a public user, made by the project's creator. On SQLite and on PostgreSQL (the
-    `database_url` parameter): the CLI in a subprocess and the server use that store too."""
+    """A project with Tier 1 docs and Tier 2 tickets; keys for an admin (ada), a developer, the
+    privacy officer (pia) and a public user, made by the admin. On SQLite and on PostgreSQL (the
+    `database_url` parameter): the CLI in a subprocess and the server use that store too. On
+    SQLite the account that created the project is its admin without a key; on PostgreSQL
+    administration takes a key, and ada is the first admin bootstrapped with one."""
     project_dir = kb_dir
     project = Project.open(project_dir)
     assert project.store.dialect == ("postgresql" if database_url.startswith("postgres")
                                      else "sqlite")
-    admin = project.actor()
-    keys = {name: principals.create_key(project.store, admin, name, role=role,
-                                        audience=audience).secret
-            for name, role, audience in [("dan", "developer", "internal"),
+    admin = project_admin(project)
+    keys = {"ada": admin_key(project)}
+    keys |= {name: principals.create_key(project.store, admin, name, role=role,
+                                         audience=audience).secret
+             for name, role, audience in [("dan", "developer", "internal"),
                                          ("pia", "privacy", "internal"),
-                                         ("pub", "developer", "public")]}
+                                          ("pub", "developer", "public")]}
     yield {"root": project_dir, "project": project, "keys": keys}
     project.close()
 
@@ -87,11 +91,12 @@ def test_the_local_user_is_bound_to_the_account_id_not_a_name(insider) -> None:
     shown = cli(insider, "keys", "list", env={"LOGNAME": "pia", "USER": "pia"})
     assert shown.returncode == 0, shown.stderr
     # Even named after the privacy officer, the shell acts as the same local principal.
-    made = cli(insider, "keys", "create", "eve", env={"LOGNAME": "pia", "USER": "pia"})
-    assert made.returncode == 0, made.stderr
-    events = [e for e in __import__("tuneloop.governance.audit", fromlist=["x"]).list_events(
-        project.store, action="key.create") if e.target == "principal:eve"]
-    assert events and events[0].actor == local.name
+    asked = cli(insider, "approvals", "request", "--scope", "source:tickets", "--use", "view",
+                "--purpose", "spoofed", env={"LOGNAME": "pia", "USER": "pia"})
+    assert asked.returncode == 0, asked.stderr
+    made = [row for row, _, _ in approvals.list_approvals(project.store)
+            if row.purpose == "spoofed"]
+    assert made and made[0].requester_id == local.id
 
 
 def test_a_developer_key_cannot_create_keys_or_decide(insider) -> None:
@@ -105,7 +110,7 @@ def test_a_developer_key_cannot_create_keys_or_decide(insider) -> None:
 def test_a_revoked_privacy_key_cannot_decide(insider) -> None:
     approval_id = request_as_dan(insider)
     prefix = "_".join(insider["keys"]["pia"].split("_")[:2])
-    assert cli(insider, "keys", "revoke", prefix).returncode == 0
+    assert cli(insider, "keys", "revoke", prefix, key="ada").returncode == 0
     refused = cli(insider, "approvals", "grant", str(approval_id), key="pia")
     assert refused.returncode != 0 and "revoked" in refused.stderr
     assert approval_status(insider["project"], approval_id) == "pending"
@@ -113,7 +118,7 @@ def test_a_revoked_privacy_key_cannot_decide(insider) -> None:
 
 def test_a_disabled_privacy_officer_cannot_decide(insider) -> None:
     approval_id = request_as_dan(insider)
-    assert cli(insider, "keys", "disable", "pia").returncode == 0
+    assert cli(insider, "keys", "disable", "pia", key="ada").returncode == 0
     refused = cli(insider, "approvals", "grant", str(approval_id), key="pia")
     assert refused.returncode != 0
     assert approval_status(insider["project"], approval_id) == "pending"
@@ -126,6 +131,112 @@ def test_the_privacy_officer_cannot_approve_their_own_request(insider) -> None:
     approval_id = max(r.id for r, _, _ in approvals.list_approvals(insider["project"].store))
     refused = cli(insider, "approvals", "grant", str(approval_id), key="pia")
     assert refused.returncode != 0 and "own request" in refused.stderr
+
+
+def test_keyless_administration_is_a_local_sqlite_power(insider) -> None:
+    project = insider["project"]
+    pias_key = "_".join(insider["keys"]["pia"].split("_")[:2])
+    keyless = [cli(insider, "keys", "create", "eve", "--role", "privacy"),
+               cli(insider, "keys", "disable", "dan"),
+               cli(insider, "keys", "revoke", pias_key),
+               cli(insider, "audit", "list")]
+    if project.store.dialect == "sqlite":
+        # The account that created the local project owns it: it administers without a key.
+        assert project.actor().role == "admin"
+        assert all(r.returncode == 0 for r in keyless), [r.stderr for r in keyless]
+        return
+    # On a shared PostgreSQL store the OS account proves nothing: administration takes a key.
+    assert project.actor().role == "developer"
+    for refused in keyless:
+        assert refused.returncode != 0
+        assert "only an admin" in refused.stderr or "for the privacy team" in refused.stderr
+    for name in ("dan", "pia"):
+        assert principals.authenticate(project.store, insider["keys"][name]).name == name
+    with pytest.raises(NotFound):
+        principals.get_actor(project.store, "eve")
+    made = cli(insider, "keys", "create", "eve", key="ada")
+    assert made.returncode == 0, made.stderr
+
+
+KEY_PATTERN = r"tl_[0-9a-f]{8}_\S+"
+
+
+@pytest.mark.postgres
+def test_init_on_an_empty_postgresql_store_prints_the_first_admin_key_once(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneloop.governance import audit
+
+    monkeypatch.setenv("TUNELOOP_DATABASE_URL", postgres_url)
+    root = tmp_path / "team"
+    made = run_cli("init", str(root), "--admin", "ada")
+    assert made.returncode == 0, made.stderr
+    found = re.search(KEY_PATTERN, made.stdout)
+    assert found and "not shown again" in made.stdout
+    secret = found.group(0)
+    project = Project.open(root)
+    try:
+        store = project.store
+        ada = principals.authenticate(store, secret)
+        assert (ada.name, ada.role, ada.local) == ("ada", "admin", False)
+        # Only the key's hash is stored; the key appears in no table and no audit event.
+        with store.session(write=False) as session:
+            rows = session.execute(select(ApiKey)).scalars().all()
+            assert [r.key_hash for r in rows] == [hashlib.sha256(secret.encode()).hexdigest()]
+            assert not any(secret in (e.details or "") for e in
+                           session.execute(select(AuditEvent)).scalars())
+        booted = audit.list_events(store, action="key.bootstrap")
+        assert len(booted) == 1 and booted[0].target == "principal:ada"
+        assert booted[0].actor == principals.local_name()
+        assert audit.verify(store).ok
+        # Once an admin key exists, neither init nor a second bootstrap makes another admin.
+        again = run_cli("init", str(root), "--admin", "mallory")
+        assert again.returncode == 0, again.stderr
+        assert not re.search(KEY_PATTERN, again.stdout)
+        assert "admin key exists" in again.stdout
+        with pytest.raises(PermissionDenied, match="admin key exists"):
+            principals.bootstrap_admin(store, "mallory")
+        assert [e.target for e in audit.list_events(store, action="key.bootstrap")] == \
+            ["principal:ada"]
+        # The keyless account that ran init is a developer; the admin acts with the key.
+        assert project.actor().role == "developer"
+        assert run_cli("keys", "create", "dan", cwd=root).returncode != 0
+        dan = run_cli("keys", "create", "dan", cwd=root, env={"TUNELOOP_API_KEY": secret})
+        assert dan.returncode == 0, dan.stderr
+    finally:
+        project.close()
+
+
+def test_the_first_admin_bootstrap_is_for_postgresql_only(tmp_path: Path,
+                                                          monkeypatch) -> None:
+    monkeypatch.delenv("TUNELOOP_DATABASE_URL", raising=False)
+    made = run_cli("init", str(tmp_path / "solo"), "--admin", "ada")
+    assert made.returncode != 0 and "keys create ada --role admin" in made.stderr
+    project = Project.init(tmp_path / "solo")
+    try:
+        with pytest.raises(PermissionDenied, match="SQLite"):
+            principals.bootstrap_admin(project.store, "ada")
+        assert project.actor().role == "admin"
+    finally:
+        project.close()
+
+
+def test_an_audience_wide_approval_does_not_benefit_the_officer_who_granted_it(insider) -> None:
+    from tuneloop.errors import ApprovalRequired
+    from tuneloop.governance import require
+    from tuneloop.governance.visibility import source_resource
+
+    store = insider["project"].store
+    dan, pia = (principals.authenticate(store, insider["keys"][k]) for k in ("dan", "pia"))
+    asked = approvals.request(store, dan, scope=["source:tickets"], uses=["train"],
+                              purpose="every internal developer trains on the tickets",
+                              for_audience="internal")
+    approvals.grant(store, pia, asked)
+    tickets = [source_resource("tickets", 2)]
+    assert require(store, dan, "train", tickets) == [asked]
+    # Pia is internal too, but nobody approves a request that benefits them: her own grant
+    # does not cover her; another officer's grant would.
+    with pytest.raises(ApprovalRequired):
+        require(store, pia, "train", tickets)
 
 
 # 2. Tiers only go up by themselves.
@@ -249,6 +360,90 @@ def test_a_request_log_takes_the_tier_of_the_chunks_it_used() -> None:
     assert tier_of(2, []) == 2 and tier_of(1, []) == 1
 
 
+SERVED_RAG = """
+variants:
+  - name: rag
+    retrieval: {enabled: true, top_k: 4}
+    generation: {max_tokens: 8, temperature: 0}
+server:
+  app_alias: assistant
+"""
+GLOBEX = "Globex cannot sync: the inotify watch limit was reached"
+
+
+def test_a_served_request_log_takes_the_tier_of_the_chunks_it_used(insider) -> None:
+    from tests.test_serve_support import close_engines, llama_loader
+    from tests.ui_helpers import signed_in
+    from tuneloop.rag import index_knowledge_base
+    from tuneloop.serve.background import serve_in_background
+    from tuneloop.variants import get_variant
+    from tuneloop.webapp import create_app
+
+    root, keys = insider["root"], insider["keys"]
+    (root / "tuneloop.yaml").write_text(KB_CONFIG + SERVED_RAG, encoding="utf-8")
+    project = Project.open(root)
+    store = project.store
+    dan, pia = (principals.authenticate(store, keys[k]) for k in ("dan", "pia"))
+    approvals.grant(store, pia, approvals.request(
+        store, dan, scope=["source:tickets"], uses=["rag"], purpose="answer from the tickets"))
+    index_knowledge_base(project, dan)
+    # The privacy team reclassifies the tickets as Tier 1: the variant is Tier 1 from now on,
+    # but the index still holds their chunks as Tier 2 until it is rebuilt.
+    lowered = cli(insider, "data", "tier", "tickets", "1", "--reason",
+                  "reviewed: synthetic tickets (PRV-12)", key="pia")
+    assert lowered.returncode == 0, lowered.stderr
+    assert get_variant(project, "rag").tier == 1
+    keys["dora"] = principals.create_key(store, project_admin(project), "dora").secret
+    loader = llama_loader(project)
+    app = create_app(project, variant_loader=loader, retention=False)
+    ids = []
+    try:
+        with serve_in_background(app) as url:
+            for stream in (False, True):
+                answer = httpx.post(url + "/v1/chat/completions", timeout=120,
+                                    headers={"Authorization": f"Bearer {keys['dan']}"},
+                                    json={"model": "rag", "stream": stream, "messages": [
+                                        {"role": "user", "content": GLOBEX}]})
+                assert answer.status_code == 200, answer.text
+                ids.append(answer.headers["x-request-id"])
+            rows = _log_rows(store, ids)
+            for row in rows:
+                assert row.variant == "rag" and row.audience == "internal"
+                assert any(c.startswith("tickets:") for c in row.chunk_ids), row.chunk_ids
+                assert row.tier == 2
+            # A developer without an approval sees that the request exists, not what it said
+            # or which ticket it used; a public caller does not see it at all.
+            with signed_in(url, keys["dora"]) as dora:
+                listed = dora.get("/ui/requests")
+                assert ids[0] in listed.text and "Globex" not in listed.text
+                detail = dora.get(f"/ui/requests/{ids[0]}")
+                assert detail.status_code == 200 and "Globex" not in detail.text
+            with signed_in(url, keys["pub"]) as pub:
+                assert ids[0] not in pub.get("/ui/requests").text
+                assert pub.get(f"/ui/requests/{ids[0]}").status_code == 404
+            with signed_in(url, keys["pia"]) as officer:  # the privacy team reads it
+                assert "Globex" in officer.get(f"/ui/requests/{ids[0]}").text
+    finally:
+        close_engines(loader)
+        project.close()
+
+
+def _log_rows(store: Any, ids: list[str]) -> list[Any]:
+    """The request log rows of `ids` (a streamed request's row is written when its stream
+    closes: waited for, up to 30 s)."""
+    import time
+
+    from tuneloop.serve.requestlog import get
+
+    deadline = time.monotonic() + 30
+    while True:
+        rows = [get(store, rid) for rid in ids]
+        if all(rows) or time.monotonic() > deadline:
+            assert all(rows), ids
+            return rows
+        time.sleep(0.2)
+
+
 def test_query_as_another_principal_does_not_borrow_their_approval(insider) -> None:
     project = _indexed_with_notes(insider)
     pia = principals.authenticate(project.store, insider["keys"]["pia"])
@@ -256,10 +451,8 @@ def test_query_as_another_principal_does_not_borrow_their_approval(insider) -> N
     asked = approvals.request(project.store, dan, scope=["source:tickets"], uses=["rag"],
                               purpose="answer support questions")
     approvals.grant(project.store, pia, asked)
-    me = project.actor()
-    admin_key = principals.create_key(project.store, me, "ada", role="admin").secret
-    shown = run_cli("rag", "query", "Globex inotify watch limit", "--as", "dan", "--full",
-                    cwd=insider["root"], env={"TUNELOOP_API_KEY": admin_key})
+    shown = cli(insider, "rag", "query", "Globex inotify watch limit", "--as", "dan", "--full",
+                key="ada")
     assert shown.returncode == 0, shown.stderr
     assert "tickets:" in shown.stdout and "Tier 2 text hidden" in shown.stdout
     assert "Globex cannot sync" not in shown.stdout
@@ -273,7 +466,7 @@ def test_enrich_reads_earlier_and_compared_versions_only_through_the_gate(inside
     project, keys = insider["project"], insider["keys"]
     store = project.store
     dan, pia, pub = (principals.authenticate(store, keys[k]) for k in ("dan", "pia", "pub"))
-    keys["dora"] = principals.create_key(store, project.actor(), "dora").secret
+    keys["dora"] = principals.create_key(store, project_admin(project), "dora").secret
     dora = principals.authenticate(store, keys["dora"])
     # Dan, approved, builds a Tier 2 version from a customer's rated request.
     customer = log_request(project, "My invoice total is wrong", "Let me check the invoice.",
@@ -488,7 +681,6 @@ variants:
 
 
 def test_team_mode_keys_audit_and_rollout_go_through_the_server(insider, tmp_path: Path) -> None:
-    from tuneloop.errors import PermissionDenied
     from tuneloop.serve.app import create_app
     from tuneloop.serve.background import serve_in_background
 
@@ -496,8 +688,6 @@ def test_team_mode_keys_audit_and_rollout_go_through_the_server(insider, tmp_pat
     (root / "tuneloop.yaml").write_text(KB_CONFIG + TEAM_VARIANT, encoding="utf-8")
     project = Project.open(root)
     store = project.store
-    insider["keys"]["ada"] = principals.create_key(store, project.actor(), "ada",
-                                                   role="admin").secret
     laptop = tmp_path / "laptop"
     laptop.mkdir()
     with serve_in_background(create_app(project, retention=False)) as url:

@@ -219,8 +219,11 @@ class Keys:
 
 
 def make_keys(project: Project) -> Keys:
-    """API keys for two internal developers and two public users."""
-    admin = project.actor()
+    """API keys for two internal developers and two public users, made by the project's admin
+    (a key on PostgreSQL, see `tests.conftest.project_admin`)."""
+    from tests.conftest import project_admin
+
+    admin = project_admin(project)
 
     def key(name: str, audience: str) -> str:
         return principals.create_key(project.store, admin, name, audience=audience).secret

@@ -68,6 +68,7 @@ def _eval_run(project, *, dataset: str, tier: int, variants: list[str]) -> int:
 
 def seed(root: Path) -> Seeded:
     """Fill an initialised project with everything the dashboard shows."""
+    from tests.conftest import project_admin
     from tuneloop import Project, rollout
     from tuneloop.governance import approvals, principals
     from tuneloop.serve import feedback, requestlog
@@ -75,7 +76,7 @@ def seed(root: Path) -> Seeded:
 
     project = Project.open(root)
     store = project.store
-    admin = project.actor()
+    admin = project_admin(project)  # a key on PostgreSQL, where administration takes one
     keys = {}
     for name, role, audience in (("dan", "developer", "internal"), ("pia", "privacy", "internal"),
                                  ("pat", "privacy", "internal"), ("pub", "developer", "public"),

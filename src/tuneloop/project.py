@@ -49,7 +49,9 @@ class Project:
     def init(cls, path: str | Path = ".", *, config_text: str | None = None) -> Project:
         """Create a project: a starter `tuneloop.yaml` (unless one exists) and `.tuneloop/`.
 
-        The user who creates it becomes the project's admin. Safe to run again.
+        On a local SQLite store the account that creates it becomes the project's admin; on a
+        shared PostgreSQL store administration takes a key (`principals.bootstrap_admin`, which
+        `tuneloop init` runs). Safe to run again.
         """
         root = Path(path).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -65,10 +67,11 @@ class Project:
         project.artifacts_dir.mkdir(exist_ok=True)
         with project.store.session() as session:
             existing = session.scalar(select(func.count()).select_from(Principal)) or 0
-            # The operating-system account that creates the project owns it (as its local
+            # The operating-system account that creates a local project owns it (as its local
             # principal, bound to the account id); anyone else acts with a key.
+            owner = existing == 0 and principals.keyless_admin(project.store)
             principal = principals.local_principal(
-                session, role="admin" if existing == 0 else "developer")
+                session, role="admin" if owner else "developer")
             if existing == 0:
                 audit.record(
                     session,

@@ -28,11 +28,11 @@ from tuneloop.demo.recipe import (
     Recipe,
     approve_tier2,
     create_project,
+    demo_admin,
     ensure_people,
     people_table,
 )
 from tuneloop.errors import ApprovalRequired
-from tuneloop.governance import principals
 from tuneloop.numbers import fmt
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def create_project_step(demo: _Demo, target: Path) -> None:
                      "personal data in them (Tier 2), plus tuneloop.yaml: the task, its metrics "
                      "and thresholds, the latency budget, the sources and four variants."):
         demo.project = create_project(target)
-        demo.admin = principals.current_actor(demo.project.store)
+        demo.admin = demo_admin(demo.project)
         demo.console.print(f"   project at {demo.project.root}, store "
                            f"{demo.project.store.safe_url}")
 

@@ -23,6 +23,7 @@ from tuneloop.project import Project
 
 EXAMPLE = "support-desk"
 KEYS_FILE = "demo-keys.json"
+DEMO_ADMIN = "demo-admin"
 PEOPLE = {
     # name: (role, audience, what they stand for)
     "dana": ("developer", "internal", "ML engineer who builds the assistant"),
@@ -140,6 +141,30 @@ def incoming_tickets(project: Project) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def demo_admin(project: Project) -> Actor:
+    """Who makes the demo's keys: on a local SQLite store the account that created the project;
+    on PostgreSQL, where administration takes a key, the first admin (`demo-admin`), bootstrapped
+    once and its key kept with the demo's other keys (see `ensure_people`)."""
+    if principals.keyless_admin(project.store):
+        return principals.current_actor(project.store)
+    path = project.state_dir / KEYS_FILE
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if known.get(DEMO_ADMIN):
+        return principals.authenticate(project.store, known[DEMO_ADMIN])
+    made = principals.bootstrap_admin(project.store, DEMO_ADMIN, label="tuneloop demo")
+    known[DEMO_ADMIN] = made.secret
+    _write_keys(path, known)
+    return made.principal
+
+
+def _write_keys(path: Path, known: dict[str, str]) -> None:
+    """The demo's keys file, written whole and private (0600)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known, indent=2))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
 def ensure_people(project: Project, admin: Actor) -> dict[str, tuple[Actor, str]]:
     """The demo's people with their API keys; keys made on the first run are reused after.
 
@@ -163,10 +188,7 @@ def ensure_people(project: Project, admin: Actor) -> dict[str, tuple[Actor, str]
             secret, actor = new.secret, new.principal
             known[name] = secret
         people[name] = (actor, secret)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(known, indent=2))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    _write_keys(path, known)
     return people
 
 

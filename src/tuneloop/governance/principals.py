@@ -2,8 +2,14 @@
 
 Identity comes from keys, never from the environment. Without a key, the CLI acts as the *local
 principal*: one bound to the operating-system account id (`os.getuid()`, which no environment
-variable changes), named `ACCOUNT@uidN`. The local principal administers a project it created and
-never holds the privacy role; everything a privacy officer does takes their own key.
+variable changes), named `ACCOUNT@uidN`. The local principal administers a project it created on a
+local SQLite store (whose file only that account can open) and never holds the privacy role;
+everything a privacy officer does takes their own key.
+
+On a shared PostgreSQL store (team mode) an OS account proves nothing, since every machine has
+one: the local principal is a developer there, and administration takes an admin's key. The first
+admin is bootstrapped once, on a store where no admin key exists yet (`bootstrap_admin`, which
+`tuneloop init` runs), and its key is printed once and stored only as a hash.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import pwd
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from tuneloop.errors import NotFound, PermissionDenied, TuneloopError
@@ -91,30 +97,75 @@ def create_key(
         raise PermissionDenied(f"only an admin creates API keys; {by.name} has role {by.role!r}")
     _check(role, audience)
     with store.session() as session:
-        principal = ensure_principal(session, name, role=role, audience=audience, kind=kind)
-        if principal.kind == LOCAL_KIND:
-            raise TuneloopError(f"{name!r} is an operating-system account's local principal; "
-                                "it acts without a key, choose another name")
-        if principal.disabled_at is not None:
-            raise PermissionDenied(f"principal {name!r} is disabled; it gets no new keys")
-        if (principal.role, principal.audience) != (role, audience):
-            raise TuneloopError(
-                f"principal {name!r} exists with role {principal.role!r} and audience "
-                f"{principal.audience!r}; a key inherits them (asked for {role!r}/{audience!r})"
-            )
-        prefix = KEY_PREFIX + secrets.token_hex(4)
-        secret = f"{prefix}_{secrets.token_urlsafe(32)}"
-        session.add(
-            ApiKey(principal_id=principal.id, prefix=prefix, key_hash=hash_key(secret), label=label)
+        return _issue_key(session, by.name, name, role=role, audience=audience, label=label,
+                          kind=kind, action="key.create")
+
+
+def _issue_key(session: Session, by: str, name: str, *, role: str, audience: str, label: str,
+               kind: str, action: str) -> NewKey:
+    """Make a key for principal `name` (made if new) in the caller's transaction; audited."""
+    principal = ensure_principal(session, name, role=role, audience=audience, kind=kind)
+    if principal.kind == LOCAL_KIND:
+        raise TuneloopError(f"{name!r} is an operating-system account's local principal; "
+                            "it acts without a key, choose another name")
+    if principal.disabled_at is not None:
+        raise PermissionDenied(f"principal {name!r} is disabled; it gets no new keys")
+    if (principal.role, principal.audience) != (role, audience):
+        raise TuneloopError(
+            f"principal {name!r} exists with role {principal.role!r} and audience "
+            f"{principal.audience!r}; a key inherits them (asked for {role!r}/{audience!r})"
         )
-        audit.record(
-            session,
-            actor=by.name,
-            action="key.create",
-            target=f"principal:{name}",
-            details={"prefix": prefix, "role": role, "audience": audience},
-        )
-        return NewKey(secret=secret, prefix=prefix, principal=actor_of(principal))
+    prefix = KEY_PREFIX + secrets.token_hex(4)
+    secret = f"{prefix}_{secrets.token_urlsafe(32)}"
+    session.add(
+        ApiKey(principal_id=principal.id, prefix=prefix, key_hash=hash_key(secret), label=label)
+    )
+    audit.record(
+        session,
+        actor=by,
+        action=action,
+        target=f"principal:{name}",
+        details={"prefix": prefix, "role": role, "audience": audience},
+    )
+    return NewKey(secret=secret, prefix=prefix, principal=actor_of(principal))
+
+
+def keyless_admin(store: Store) -> bool:
+    """Whether the OS account that created the project may administer it without a key: on a
+    local SQLite store only (see the module docstring)."""
+    return store.dialect == "sqlite"
+
+
+def admin_key_exists(session: Session) -> bool:
+    """Whether any admin principal holds, or ever held, a key (a revoked one counts)."""
+    return session.execute(
+        select(ApiKey.id).join(Principal, Principal.id == ApiKey.principal_id)
+        .where(Principal.role == "admin").limit(1)
+    ).first() is not None
+
+
+def bootstrap_admin(store: Store, name: str, *, label: str = "first admin") -> NewKey:
+    """Make the first admin of a shared (PostgreSQL) store, with a key shown once.
+
+    Refused once any admin key exists: later admins are made by an admin's key. Audited as
+    `key.bootstrap`, by the local principal of the account that ran it. On SQLite the account
+    that created the project administers it without a key, so there is nothing to bootstrap.
+    """
+    if keyless_admin(store):
+        raise PermissionDenied(
+            "a local SQLite project is administered by the account that created it; there is "
+            "no first admin to bootstrap",
+            hint=f"make an admin key with `tuneloop keys create {name} --role admin`")
+    with store.session() as session:
+        # One bootstrap at a time: a second one waits here, then sees the first one's key.
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('tuneloop.bootstrap'))"))
+        if admin_key_exists(session):
+            raise PermissionDenied(
+                "an admin key exists already; the first admin is bootstrapped only once",
+                hint="ask an admin: `tuneloop keys create NAME --role admin` with their key")
+        by = local_principal(session).name
+        return _issue_key(session, by, name, role="admin", audience="internal", label=label,
+                          kind="person", action="key.bootstrap")
 
 
 def authenticate(store: Store, key: str) -> Actor:
@@ -223,15 +274,17 @@ def local_principal(session: Session, *, role: str = "developer") -> Principal:
 
 
 def local_actor(store: Store) -> Actor:
-    """The local principal as an Actor; never the privacy role, refused once disabled."""
+    """The local principal as an Actor; never the privacy role, an admin only on a local SQLite
+    store (`keyless_admin`), refused once disabled."""
     with store.session() as session:
         principal = local_principal(session)
         if principal.disabled_at is not None:
             raise PermissionDenied(f"the local principal {principal.name} has been disabled",
                                    hint="act with your API key (--key or TUNELOOP_API_KEY)")
         actor = actor_of(principal)
-    if actor.role == "privacy":
-        # The privacy role is proven by a key only, whatever the table says.
+    if actor.role == "privacy" or (actor.role == "admin" and not keyless_admin(store)):
+        # The privacy role is proven by a key only, whatever the table says; so is the admin
+        # role on a shared store.
         actor = Actor(actor.id, actor.name, "developer", actor.audience, local=True)
     return actor
 
