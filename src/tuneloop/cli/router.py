@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from tuneloop.cli._common import console, stage_progress, state, when
+from tuneloop.router.features import DEFAULT as DEFAULT_FEATURES
 
 app = typer.Typer(help="Query-type routing: train, evaluate, define, show.", no_args_is_help=True)
 
@@ -26,11 +27,17 @@ def train(
     name: str | None = typer.Option(None, help="Router name (default: DATASET-router)."),
     slice_field: str | None = typer.Option(
         None, help="Record field naming each record's kind (default: the dataset's)."),
+    features: str = typer.Option(
+        DEFAULT_FEATURES, help="What the router reads, joined by '+': embedding (MiniLM, fp32; "
+                               "reused by RAG retrieval), embedding-int8 (MiniLM quantised, "
+                               "about half the CPU), tfidf (word + char n-grams, scikit-learn)."),
 ) -> None:
     """Train a new router version on a dataset's slice field (Tier 2 data needs `train`).
 
     Examples:
       tuneloop router train --dataset support
+      tuneloop router train --dataset support --features tfidf
+      tuneloop router train --dataset support --features embedding   # fp32 MiniLM only
       tuneloop router train --dataset support@3f2a --slice-field channel --name by-channel
     """
     from tuneloop.router import train_router
@@ -39,10 +46,11 @@ def train(
     project = c.project()
     with stage_progress() as progress:
         trained = train_router(project, c.actor(project), dataset, name=name,
-                               slice_field=slice_field, progress=progress)
+                               slice_field=slice_field, features=features, progress=progress)
     record = trained.record
     console.print(f"[green]✓[/] router {record.ref} (tier {record.tier}) on "
-                  f"{record.dataset_version}, field {record.slice_field!r}; validation accuracy "
+                  f"{record.dataset_version}, field {record.slice_field!r}, features "
+                  f"{record.lineage.get('features', 'embedding')}; validation accuracy "
                   f"{_pct(trained.validation_accuracy)}")
     table = Table("slice", "training records")
     for label, count in trained.counts.items():

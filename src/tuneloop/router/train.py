@@ -18,6 +18,7 @@ from tuneloop.errors import DataError
 from tuneloop.governance import require
 from tuneloop.governance.tiers import Actor
 from tuneloop.project import Project
+from tuneloop.router.features import DEFAULT, build_features
 from tuneloop.router.model import QueryRouter, message_text
 from tuneloop.router.registry import RouterRecord, next_version, register
 
@@ -59,10 +60,14 @@ def labelled(version: DatasetVersion, split: str, field: str) -> tuple[list[str]
 
 
 def train_router(project: Project, actor: Actor, dataset: str, *, name: str | None = None,
-                 slice_field: str | None = None, progress: Progress | None = None
-                 ) -> TrainedRouter:
-    """Train, save and register a new version of a router on `dataset`'s train split."""
-    from tuneloop.rag.embed import BUNDLED, get_embedder
+                 slice_field: str | None = None, features: str | None = None,
+                 progress: Progress | None = None) -> TrainedRouter:
+    """Train, save and register a new version of a router on `dataset`'s train split.
+
+    `features` names what the router reads (`router.features`, default `DEFAULT`); the
+    classifier is chosen on the train split and checked on the validation split only.
+    """
+    from tuneloop.rag.embed import BUNDLED
 
     version = get_version(project, dataset)
     field = slice_field_of(project, version, slice_field)
@@ -75,28 +80,28 @@ def train_router(project: Project, actor: Actor, dataset: str, *, name: str | No
                         f"in each of two or more `{field}` values, found {counts or 'none'}",
                         hint="pass --slice-field with the field that names each record's kind")
     val_texts, val_labels = labelled(version, "validation", field)
-    model_name = project.config.knowledge_base.embedding_model or BUNDLED
-    embedder = get_embedder(model_name)
-    total = len(texts) + len(val_texts)
-
-    def step(done: int) -> Callable[[int], None]:
-        seen = [done]
-
-        def report(n: int) -> None:
-            seen[0] += n
-            if progress is not None:
-                progress("embedding messages", seen[0], total)
-        return report
-
-    train_x = embedder.embed(texts, progress=step(0))
-    router = QueryRouter.fit(train_x, labels, model_name)
+    featuriser = build_features(features or DEFAULT,
+                                project.config.knowledge_base.embedding_model or BUNDLED)
+    step = _progress(progress, len(texts) + len(val_texts))
+    featuriser.fit(texts)
+    router = QueryRouter.fit(featuriser.transform(texts, step), labels, featuriser)
     accuracy = None
     if val_texts:
-        val_x = embedder.embed(val_texts, progress=step(len(texts)))
-        predicted = [p.slice for p in router.predict_embeddings(val_x)]
+        predicted = [p.slice for p in router.predict_rows(featuriser.transform(val_texts, step))]
         accuracy = float(np.mean([p == t for p, t in zip(predicted, val_labels, strict=True)]))
     return TrainedRouter(_save(project, actor, name or f"{version.name}-router", router, version,
                                field, approvals, counts, accuracy), accuracy, counts)
+
+
+def _progress(progress: Progress | None, total: int) -> Callable[[int], None]:
+    """A `progress(n)` that reports texts featurised so far out of `total`."""
+    seen = [0]
+
+    def report(n: int) -> None:
+        seen[0] += n
+        if progress is not None:
+            progress("featurising messages", min(seen[0], total), total)
+    return report
 
 
 def _save(project: Project, actor: Actor, name: str, router: QueryRouter,
@@ -105,7 +110,7 @@ def _save(project: Project, actor: Actor, name: str, router: QueryRouter,
     number = next_version(project, name)
     folder = project.artifacts_dir / "routers" / name / f"v{number}"
     lineage = {"dataset_version": version.ref, "split": "train", "approvals": sorted(approvals),
-               "embedding_model": router.embedding_model,
+               "embedding_model": router.embedding_model, "features": router.features.name,
                "classifier": "sklearn LogisticRegression (multinomial)", "counts": counts,
                "validation_accuracy": accuracy}
     router.save(folder, {"name": name, "version": number, "slice_field": field, **lineage})
