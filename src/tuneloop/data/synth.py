@@ -119,6 +119,23 @@ class _Pair:
     coverage: float = 0.0
     reason: str | None = None
     cloze: bool = False
+    # What the checks measured of a question, so the teacher's question judged in `_usable` is
+    # not measured again in `_check` (keyed by the question: a cloze may take its place).
+    _about: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _copies: dict[tuple[str, str], bool] = field(default_factory=dict, init=False, repr=False)
+
+    def about(self) -> float:
+        """How much the question is about the passage (`facts.about`), measured once."""
+        if self.question not in self._about:
+            self._about[self.question] = about(self.question, self.passage.text)
+        return self._about[self.question]
+
+    def copies(self, text: str) -> bool:
+        """Whether the question gives `text` away (`facts.copies`), measured once."""
+        key = (self.question, text)
+        if key not in self._copies:
+            self._copies[key] = copies(self.question, text)
+        return self._copies[key]
 
 
 def synthesise(project: Project, actor: Actor, source_name: str, *, name: str = "synth",
@@ -311,8 +328,8 @@ def _ask(engine: Any, pairs: list[_Pair], answers: str, questions: str, min_supp
 
 def _usable(pair: _Pair, min_support: float) -> bool:
     """Whether the teacher's question asks about this passage without stating the answer."""
-    return bool(pair.question) and about(pair.question, pair.passage.text) >= min_support \
-        and not copies(pair.question, pair.sentence) and not stated(pair.target, pair.question)
+    return bool(pair.question) and pair.about() >= min_support \
+        and not pair.copies(pair.sentence) and not stated(pair.target, pair.question)
 
 
 def cloze(sentence: str, fact: str, title: str = "") -> str:
@@ -363,7 +380,7 @@ def _check(pairs: list[_Pair], min_support: float, near_dup_threshold: float) ->
     for pair in pairs:
         if pair.reason is not None:
             continue
-        if about(pair.question, pair.passage.text) < min_support:
+        if pair.about() < min_support:
             pair.reason = "question not about the passage"
             continue
         if len(pair.answer.split()) < 2:
@@ -373,7 +390,7 @@ def _check(pairs: list[_Pair], min_support: float, near_dup_threshold: float) ->
         # A fact the question already states is what is asked about, not what is answered.
         pair.facts = [f for f in found.facts if not stated(f, pair.question)]
         pair.coverage = found.coverage
-        if copies(pair.question, pair.answer) or (found.facts and not pair.facts):
+        if pair.copies(pair.answer) or (found.facts and not pair.facts):
             pair.reason = "question copies the answer"
         elif not found.facts:
             pair.reason = "answer states no fact of the passage"
