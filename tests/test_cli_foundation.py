@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 import typer.main
+from typer.testing import CliRunner
 
 from tests.conftest import run_cli
+from tuneloop.cli._help import reflow
 from tuneloop.cli.main import app
 
 
@@ -26,6 +28,22 @@ def test_every_command_has_help_with_an_example() -> None:
 
     walk(root, [])
     assert not missing, f"commands without an example in --help: {missing}"
+
+
+def test_help_prose_is_wrapped_by_the_terminal_not_by_the_docstring() -> None:
+    shown = [line.strip() for line in
+             CliRunner().invoke(app, ["demo", "--help"], terminal_width=80).output.splitlines()]
+    start = next(i for i, line in enumerate(shown) if line.startswith("Creates the project"))
+    paragraph = shown[start:shown.index("", start)]
+    # the docstring's own breaks left short lines ("tickets, builds") inside the paragraph
+    assert len(paragraph) > 2 and all(len(line) > 60 for line in paragraph[:-1]), paragraph
+
+
+def test_help_keeps_one_example_command_a_line_and_click_verbatim_blocks() -> None:
+    doc = ("Do it\n    now.\n\nExample:  tuneloop x --a 1\n          --b 2\n"
+           "  tuneloop y \\\n      --c\n\n\bkeep\n  as is")
+    assert reflow(doc) == ("Do it now.\n\nExample:  tuneloop x --a 1 --b 2\n  tuneloop y --c"
+                           "\n\nkeep\n  as is")
 
 
 def test_init_writes_a_starter_project_and_is_safe_to_rerun(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from tuneloop.cli import runs as runs_cli
 from tuneloop.cli import serve as serve_cli
 from tuneloop.cli import train as train_cli
 from tuneloop.cli._common import Context, console, err_console
+from tuneloop.cli._help import reflow_help
 from tuneloop.cli._output import add_json_options, fit_to_pipe
 from tuneloop.cli.chat import chat
 from tuneloop.cli.demo import demo
@@ -78,6 +79,7 @@ app.add_typer(flywheel_cli.erase.app, name="erase")
 app.add_typer(flywheel_cli.retention.app, name="retention")
 app.command("monitor")(flywheel_cli.monitor.monitor)
 add_json_options(app, console)  # last: every list/show/query/status command gets --json
+reflow_help(app)
 
 
 def main() -> None:
