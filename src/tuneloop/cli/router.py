@@ -29,8 +29,9 @@ def train(
         None, help="Record field naming each record's kind (default: the dataset's)."),
     features: str = typer.Option(
         DEFAULT_FEATURES, help="What the router reads, joined by '+': embedding (MiniLM, fp32; "
-                               "reused by RAG retrieval), embedding-int8 (MiniLM quantised, "
-                               "about half the CPU), tfidf (word + char n-grams, scikit-learn)."),
+                               "reused by RAG retrieval), embedding-int8 (MiniLM quantised to "
+                               "int8, first 64 word pieces: about a third of the CPU), tfidf "
+                               "(word + char n-grams, scikit-learn)."),
 ) -> None:
     """Train a new router version on a dataset's slice field (Tier 2 data needs `train`).
 
