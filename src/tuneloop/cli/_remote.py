@@ -1,16 +1,55 @@
 """Team mode for the CLI: with `TUNELOOP_URL` set, governance commands go to the server's API with
-the caller's key, and never open the database (people hold keys, not database passwords)."""
+the caller's key, and never open the database (people hold keys, not database passwords).
+
+A command says what it does in each mode and `team_or_local` picks one:
+
+    secret = team_or_local(c, remote=lambda api: api.post("/v1/governance/keys", name=name),
+                           local=lambda project: create_key(project.store, ...))
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from tuneloop.errors import NotFound, PermissionDenied, TuneloopError
 
+if TYPE_CHECKING:
+    from tuneloop.cli._common import Context
+    from tuneloop.project import Project
+
 URL_ENV = "TUNELOOP_URL"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Api:
+    """The server's governance API, called as the holder of `key`."""
+
+    key: str | None
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET `path`; parameters that are None or empty are left out of the query."""
+        return call("GET", path, self.key,
+                    params={k: v for k, v in params.items() if v is not None and v != ""})
+
+    def post(self, path: str, **body: Any) -> Any:
+        """POST `path` with `body` as JSON (no body when none is given)."""
+        return call("POST", path, self.key, json=body or None)
+
+
+def team_or_local(c: Context, *, remote: Callable[[Api], T], local: Callable[[Project], T]) -> T:
+    """`remote(api)` in team mode, else `local(project)` on the project opened here.
+
+    In team mode the project is never opened: the database is the server's.
+    """
+    if team_url():
+        return remote(Api(c.key))
+    return local(c.project())
 
 
 def team_url() -> str | None:

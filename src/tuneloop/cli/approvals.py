@@ -11,6 +11,7 @@ from rich.table import Table
 from tuneloop.cli import _remote
 from tuneloop.cli._common import console, state, when
 from tuneloop.governance import approvals
+from tuneloop.project import Project
 from tuneloop.store import utcnow
 
 app = typer.Typer(
@@ -39,21 +40,15 @@ def request(
               --purpose "fine-tune the support assistant on resolved tickets"
     """
     c = state(ctx)
-    if _remote.team_url():
-        approval_id = _remote.call("POST", "/v1/governance/approvals", c.key, json={
-            "scope": scope, "uses": use, "purpose": purpose, "expires": expires,
-            "for_audience": for_audience})["id"]
-    else:
-        project = c.project()
-        approval_id = approvals.request(
-            project.store,
-            c.actor(project),
-            scope=scope,
-            uses=use,
-            purpose=purpose,
-            expires_in=approvals.parse_duration(expires),
-            for_audience=for_audience,
-        )
+    approval_id = _remote.team_or_local(
+        c,
+        remote=lambda api: api.post("/v1/governance/approvals", scope=scope, uses=use,
+                                    purpose=purpose, expires=expires,
+                                    for_audience=for_audience)["id"],
+        local=lambda project: approvals.request(
+            project.store, c.actor(project), scope=scope, uses=use, purpose=purpose,
+            expires_in=approvals.parse_duration(expires), for_audience=for_audience),
+    )
     console.print(
         f"[green]✓[/] requested approval #{approval_id}; the privacy team grants it with "
         f"`tuneloop approvals grant {approval_id}`"
@@ -67,12 +62,12 @@ def _decision(name: str, fn, doc_example: str):
         reason: str = typer.Option("", help="Recorded with the decision."),
     ) -> None:
         c = state(ctx)
-        if _remote.team_url():
-            _remote.call("POST", f"/v1/governance/approvals/{approval_id}/{fn.__name__}", c.key,
-                         json={"reason": reason})
-        else:
-            project = c.project()
-            fn(project.store, c.actor(project), approval_id, reason)
+        _remote.team_or_local(
+            c,
+            remote=lambda api: api.post(f"/v1/governance/approvals/{approval_id}/{fn.__name__}",
+                                        reason=reason),
+            local=lambda project: fn(project.store, c.actor(project), approval_id, reason),
+        )
         console.print(f"[green]✓[/] approval #{approval_id}: {name}")
 
     command.__doc__ = doc_example
@@ -116,23 +111,23 @@ def list_(
     Example:  tuneloop approvals list --status pending
     """
     c = state(ctx)
-    if _remote.team_url():
+
+    def remote(api: _remote.Api) -> list[_Row]:
         rows = [_Row(r["id"], r["status"], r["requester"], r["beneficiary"], r["scope"],
                      r["uses"], r["purpose"], dt.datetime.fromisoformat(r["expires_at"]),
                      r["decided_by"])
-                for r in _remote.call("GET", "/v1/governance/approvals", c.key,
-                                      params={"status": status} if status else {})]
-        if mine:
-            me = _remote.call("GET", "/v1/governance/whoami", c.key)["name"]
-            rows = [r for r in rows if r.requester == me]
-    else:
-        project = c.project()
+                for r in api.get("/v1/governance/approvals", status=status)]
+        me = api.get("/v1/governance/whoami")["name"] if mine else None
+        return [r for r in rows if me is None or r.requester == me]
+
+    def local(project: Project) -> list[_Row]:
         who = c.actor(project).name if mine else None
-        rows = [_Row(r.id, r.status, requester, r.beneficiary, r.scope, r.uses, r.purpose,
+        return [_Row(r.id, r.status, requester, r.beneficiary, r.scope, r.uses, r.purpose,
                      r.expires_at, decider)
                 for r, requester, decider in approvals.list_approvals(
                     project.store, status=status, requester=who)]
-    console.print(_table(rows))
+
+    console.print(_table(_remote.team_or_local(c, remote=remote, local=local)))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -14,6 +15,7 @@ from tuneloop.cli import _remote
 from tuneloop.cli._common import console, state, tier_label, when
 from tuneloop.errors import PermissionDenied
 from tuneloop.governance import audit
+from tuneloop.project import Project
 
 app = typer.Typer(help="The audit log: list events, verify the chain, export its head.",
                   no_args_is_help=True)
@@ -31,22 +33,25 @@ def list_(
     Example:  tuneloop audit list --action approval --limit 20
     """
     c = state(ctx)
-    if _remote.team_url():
-        params = {"limit": limit, **({"action": action} if action else {}),
-                  **({"actor": actor} if actor else {})}
-        rows = [(e["seq"], dt.datetime.fromisoformat(e["ts"]), e["actor"], e["action"],
-                 e["target"], e["tier"])
-                for e in _remote.call("GET", "/v1/governance/audit", c.key, params=params)]
-    else:
-        project = c.project()
+
+    def local(project: Project) -> list[tuple[Any, ...]]:
         me = c.actor(project)
         if me.role not in ("privacy", "admin"):
             raise PermissionDenied(
                 f"the audit log is for the privacy team and admins; {me.name} has role "
                 f"{me.role!r}")
-        rows = [(e.seq, e.ts, e.actor, e.action, e.target, e.tier)
+        return [(e.seq, e.ts, e.actor, e.action, e.target, e.tier)
                 for e in audit.list_events(project.store, limit=limit, action=action,
                                            actor=actor)]
+
+    rows = _remote.team_or_local(
+        c,
+        remote=lambda api: [(e["seq"], dt.datetime.fromisoformat(e["ts"]), e["actor"],
+                             e["action"], e["target"], e["tier"])
+                            for e in api.get("/v1/governance/audit", limit=limit, action=action,
+                                             actor=actor)],
+        local=local,
+    )
     table = Table(title="Audit events")
     for col in ("#", "time", "actor", "action", "target", "tier"):
         table.add_column(col, overflow="fold")
@@ -65,15 +70,18 @@ def verify(
 
     Example:  tuneloop audit verify --head /secure/anchors/audit-head.json
     """
-    c = state(ctx)
     anchor = audit.Head.from_json(head.read_text(encoding="utf-8")) if head else None
-    if _remote.team_url():
+
+    def remote(api: _remote.Api) -> tuple[bool, str]:
         params = {"seq": anchor.seq, "hash": anchor.hash} if anchor else {}
-        answer = _remote.call("GET", "/v1/governance/audit/verify", c.key, params=params)
-        ok, message = bool(answer["ok"]), str(answer["message"])
-    else:
-        result = audit.verify(c.project().store, anchor=anchor)
-        ok, message = result.ok, str(result)
+        answer = api.get("/v1/governance/audit/verify", **params)
+        return bool(answer["ok"]), str(answer["message"])
+
+    def local(project: Project) -> tuple[bool, str]:
+        result = audit.verify(project.store, anchor=anchor)
+        return result.ok, str(result)
+
+    ok, message = _remote.team_or_local(state(ctx), remote=remote, local=local)
     if ok:
         suffix = f", and it still holds the exported head #{anchor.seq}" if anchor else ""
         console.print(f"[green]✓[/] {message}{suffix}")
@@ -94,17 +102,18 @@ def export_head(
 
     Example:  tuneloop audit export-head --out /secure/anchors/audit-head.json
     """
-    c = state(ctx)
-    if _remote.team_url():
-        head = audit.Head.from_json(json.dumps(
-            _remote.call("GET", "/v1/governance/audit/head", c.key)))
-    else:
-        project = c.project()
+    def local(project: Project) -> audit.Head:
         result = audit.verify(project.store)
         if not result.ok:
             console.print(f"[bold red]✗[/] {result}; not exporting a head of a broken chain")
             raise typer.Exit(1)
-        head = audit.export_head(project.store)
+        return audit.export_head(project.store)
+
+    head = _remote.team_or_local(
+        state(ctx),
+        remote=lambda api: audit.Head.from_json(json.dumps(api.get("/v1/governance/audit/head"))),
+        local=local,
+    )
     if out is None:
         console.print(head.to_json(), highlight=False, soft_wrap=True)
         return

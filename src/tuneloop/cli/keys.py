@@ -4,6 +4,7 @@ command goes to the server's governance API with the caller's key (`cli/_remote.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -29,21 +30,14 @@ def create(
     Example:  tuneloop keys create carol --role privacy
     """
     c = state(ctx)
-    if _remote.team_url():
-        secret = _remote.call("POST", "/v1/governance/keys", c.key, json={
-            "name": name, "role": role, "audience": audience, "label": label,
-            "service": service})["secret"]
-    else:
-        project = c.project()
-        secret = principals.create_key(
-            project.store,
-            c.actor(project),
-            name,
-            role=role,
-            audience=audience,
-            label=label,
-            kind="service" if service else "person",
-        ).secret
+    secret = _remote.team_or_local(
+        c,
+        remote=lambda api: api.post("/v1/governance/keys", name=name, role=role,
+                                    audience=audience, label=label, service=service)["secret"],
+        local=lambda project: principals.create_key(
+            project.store, c.actor(project), name, role=role, audience=audience, label=label,
+            kind="service" if service else "person").secret,
+    )
     console.print(
         f"[green]✓[/] key for {name} ({role}, {audience}); copy it now, it is not shown again:"
     )
@@ -58,14 +52,14 @@ def list_(ctx: typer.Context) -> None:
 
     Example:  tuneloop keys list
     """
-    c = state(ctx)
-    if _remote.team_url():
-        rows = [(r["prefix"], r["principal"], r["role"], r["audience"], r["label"],
-                 _time(r["created_at"]), _time(r["revoked_at"]))
-                for r in _remote.call("GET", "/v1/governance/keys", c.key)]
-    else:
-        rows = [(k.prefix, p.name, p.role, p.audience, k.label, k.created_at, k.revoked_at)
-                for k, p in principals.list_keys(c.project().store)]
+    rows: list[tuple[Any, ...]] = _remote.team_or_local(
+        state(ctx),
+        remote=lambda api: [(r["prefix"], r["principal"], r["role"], r["audience"], r["label"],
+                             _time(r["created_at"]), _time(r["revoked_at"]))
+                            for r in api.get("/v1/governance/keys")],
+        local=lambda project: [(k.prefix, p.name, p.role, p.audience, k.label, k.created_at,
+                                k.revoked_at) for k, p in principals.list_keys(project.store)],
+    )
     table = Table(title="API keys")
     for col in ("prefix", "principal", "role", "audience", "label", "created", "state"):
         table.add_column(col)
@@ -86,11 +80,11 @@ def revoke(ctx: typer.Context, prefix: str = typer.Argument(..., help="The key's
     Example:  tuneloop keys revoke tl_3f9a1c2e
     """
     c = state(ctx)
-    if _remote.team_url():
-        _remote.call("POST", f"/v1/governance/keys/{prefix}/revoke", c.key)
-    else:
-        project = c.project()
-        principals.revoke_key(project.store, c.actor(project), prefix)
+    _remote.team_or_local(
+        c,
+        remote=lambda api: api.post(f"/v1/governance/keys/{prefix}/revoke"),
+        local=lambda project: principals.revoke_key(project.store, c.actor(project), prefix),
+    )
     console.print(f"[green]✓[/] revoked {prefix}")
 
 
@@ -105,10 +99,10 @@ def disable(
     Example:  tuneloop keys disable mallory --reason "left the company"
     """
     c = state(ctx)
-    if _remote.team_url():
-        _remote.call("POST", f"/v1/governance/principals/{name}/disable", c.key,
-                     json={"reason": reason})
-    else:
-        project = c.project()
-        principals.disable_principal(project.store, c.actor(project), name, reason)
+    _remote.team_or_local(
+        c,
+        remote=lambda api: api.post(f"/v1/governance/principals/{name}/disable", reason=reason),
+        local=lambda project: principals.disable_principal(project.store, c.actor(project), name,
+                                                           reason),
+    )
     console.print(f"[green]✓[/] disabled {name}; its keys no longer work")

@@ -31,10 +31,9 @@ def _show(current: rollout.AliasState) -> None:
     console.print(table)
 
 
-def _remote_change(key: str | None, alias: str, action: str, **body: Any) -> None:
+def _change(api: _remote.Api, alias: str, action: str, **body: Any) -> rollout.AliasState:
     """One rollout change through the server's governance API (team mode)."""
-    _show(_state_of(_remote.call("POST", f"/v1/governance/rollout/{alias}/{action}", key,
-                                 json=body)))
+    return _state_of(api.post(f"/v1/governance/rollout/{alias}/{action}", **body))
 
 
 def _state_of(data: dict[str, Any]) -> rollout.AliasState:
@@ -57,13 +56,13 @@ def set_(
     Example:  tuneloop rollout set assistant tuned-v2 --stage shadow
     """
     c = state(ctx)
-    if _remote.team_url():
-        _remote_change(c.key, alias, "set", variant=variant, stage=stage, percent=percent,
-                       reason=reason)
-        return
-    project = c.project()
-    _show(rollout.set_stage(project, c.actor(project), alias, variant, stage, percent=percent,
-                            reason=reason))
+    _show(_remote.team_or_local(
+        c,
+        remote=lambda api: _change(api, alias, "set", variant=variant, stage=stage,
+                                   percent=percent, reason=reason),
+        local=lambda project: rollout.set_stage(project, c.actor(project), alias, variant, stage,
+                                                percent=percent, reason=reason),
+    ))
 
 
 @app.command()
@@ -79,12 +78,13 @@ def promote(
     Example:  tuneloop rollout promote assistant tuned-v2 --percent 25
     """
     c = state(ctx)
-    if _remote.team_url():
-        _remote_change(c.key, alias, "promote", variant=variant, percent=percent, reason=reason)
-        return
-    project = c.project()
-    _show(rollout.promote(project, c.actor(project), alias, variant, percent=percent,
-                          reason=reason))
+    _show(_remote.team_or_local(
+        c,
+        remote=lambda api: _change(api, alias, "promote", variant=variant, percent=percent,
+                                   reason=reason),
+        local=lambda project: rollout.promote(project, c.actor(project), alias, variant,
+                                              percent=percent, reason=reason),
+    ))
 
 
 @app.command()
@@ -98,11 +98,11 @@ def rollback(
     Example:  tuneloop rollout rollback assistant --reason "complaints about tone"
     """
     c = state(ctx)
-    if _remote.team_url():
-        _remote_change(c.key, alias, "rollback", reason=reason)
-        return
-    project = c.project()
-    _show(rollout.rollback(project, c.actor(project), alias, reason=reason))
+    _show(_remote.team_or_local(
+        c,
+        remote=lambda api: _change(api, alias, "rollback", reason=reason),
+        local=lambda project: rollout.rollback(project, c.actor(project), alias, reason=reason),
+    ))
 
 
 @app.command()
@@ -114,19 +114,19 @@ def status(
 
     Example:  tuneloop rollout status assistant
     """
-    c = state(ctx)
-    if _remote.team_url():
-        found = _remote.call("GET", "/v1/governance/rollout", c.key,
-                             params={"alias": alias} if alias else {})
-        shown = [(_state_of(a), [(ch["id"], dt.datetime.fromisoformat(ch["created_at"]),
-                                  ch["actor"], ch["action"], ch["variant"], ch["reason"],
-                                  ch["rolled_back"]) for ch in a["changes"]]) for a in found]
-    else:
-        project = c.project()
-        shown = [(rollout.state(project, name),
-                  [(ch.id, ch.created_at, ch.actor, ch.action, ch.variant, ch.reason,
-                    ch.rolled_back) for ch in rollout.history(project, name, limit=10)])
-                 for name in ([alias] if alias else rollout.aliases(project))]
+    shown = _remote.team_or_local(
+        state(ctx),
+        remote=lambda api: [
+            (_state_of(a), [(ch["id"], dt.datetime.fromisoformat(ch["created_at"]), ch["actor"],
+                             ch["action"], ch["variant"], ch["reason"], ch["rolled_back"])
+                            for ch in a["changes"]])
+            for a in api.get("/v1/governance/rollout", alias=alias)],
+        local=lambda project: [
+            (rollout.state(project, name),
+             [(ch.id, ch.created_at, ch.actor, ch.action, ch.variant, ch.reason, ch.rolled_back)
+              for ch in rollout.history(project, name, limit=10)])
+            for name in ([alias] if alias else rollout.aliases(project))],
+    )
     for current, changes in shown:
         _show(current)
         if changes:
