@@ -75,6 +75,10 @@ TEMPLATES = {
 HELD_OUT = {"billing": "The card was billed two times this month, I need my money back",
             "sync": "My documents stopped synchronising between the two computers",
             "sso": "Employees cannot log in through our Okta SAML integration"}
+# TF-IDF alone matches words and their pieces, not meaning: its held-out messages share some.
+LEXICAL_HELD_OUT = {"billing": "Please refund the payment: my card was charged for the invoice",
+                    "sync": "My laptop folder stopped syncing with the desktop client",
+                    "sso": "Staff cannot sign in, the Okta SAML login fails"}
 MAPPING = {"billing": "short", "sync": "long", "sso": "careful"}
 
 
@@ -120,6 +124,22 @@ def routed_project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -
     yield root
 
 
+@pytest.fixture(scope="module")
+def labelled_project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A project with a built sliced dataset and no evaluation run (enough to train routers)."""
+    import os
+
+    os.environ.pop("TUNELOOP_DATABASE_URL", None)
+    root = tmp_path_factory.mktemp("labelled") / "proj"
+    write_project(root, tiny_model)
+    project = Project.init(root)
+    from tuneloop.data.build import build_dataset
+
+    build_dataset(project, project.actor(), "tickets")
+    project.close()
+    return root
+
+
 def test_router_routes_held_out_messages_to_the_variant_of_their_slice(
         routed_project: Path) -> None:
     from tuneloop.router import Prediction, define, get_router, train_router
@@ -143,6 +163,45 @@ def test_router_routes_held_out_messages_to_the_variant_of_their_slice(
     # Training again makes a new version; the first stays as it was.
     again = train_router(project, project.actor(), "tickets")
     assert again.record.version == 2 and get_router(project, "tickets-router@v1").version == 1
+    project.close()
+
+
+@pytest.mark.parametrize(("features", "held_out"), [("tfidf", LEXICAL_HELD_OUT),
+                                                     ("embedding-int8+tfidf", HELD_OUT)])
+def test_router_on_chosen_features_routes_held_out_messages_and_reloads_the_same(
+        labelled_project: Path, features: str, held_out: dict[str, str]) -> None:
+    from tuneloop.router import QueryRouter, define, train_router
+
+    project = Project.open(labelled_project)
+    name = features.replace("+", "-") + "-router"
+    trained = train_router(project, project.actor(), "tickets", name=name, features=features)
+    record = trained.record
+    assert record.lineage["features"] == features
+    assert (record.lineage["embedding_model"] is None) == (features == "tfidf")
+    routed = define(project, project.actor(), f"{name}-routed", router=record.ref,
+                    mapping=MAPPING, fallback="short")
+    predictions = record.load().predict(list(held_out.values()))
+    for (slice_name, text), prediction in zip(held_out.items(), predictions, strict=True):
+        assert prediction.slice == slice_name, (text, prediction)
+        assert routed.choose(prediction).variant == MAPPING[slice_name]
+    # The saved artefact (weights, vocabularies and idf as plain files) predicts the same.
+    saved = sorted(p.name for p in Path(record.path).iterdir())
+    assert not [n for n in saved if n.endswith((".pkl", ".pickle", ".joblib"))]
+    reloaded = QueryRouter.load(Path(record.path)).predict(list(held_out.values()))
+    for before, after in zip(predictions, reloaded, strict=True):
+        assert after.slice == before.slice
+        assert after.confidence == pytest.approx(before.confidence, abs=1e-5)
+    project.close()
+
+
+def test_router_features_must_be_known_names(labelled_project: Path) -> None:
+    from tuneloop.errors import ConfigError
+    from tuneloop.router import train_router
+
+    project = Project.open(labelled_project)
+    with pytest.raises(ConfigError, match="bag-of-words") as raised:
+        train_router(project, project.actor(), "tickets", features="bag-of-words")
+    assert raised.value.hint and "--features" in raised.value.hint
     project.close()
 
 
@@ -344,9 +403,10 @@ def _watched_by_slice(project: Project) -> None:
 def test_router_commands_train_show_and_evaluate_with_the_gate_as_exit_code(
         routed_project: Path) -> None:
     trained = run_cli("router", "train", "--dataset", "tickets", "--name", "cli-router",
-                      cwd=routed_project)
+                      "--features", "tfidf", cwd=routed_project)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert "router cli-router@v1 (tier 1)" in trained.stdout and "billing" in trained.stdout
+    assert "features tfidf" in trained.stdout
     evaluated = run_cli("router", "evaluate", "--router", "cli-router", "--margin", "5",
                         cwd=routed_project)
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
