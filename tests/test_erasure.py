@@ -14,7 +14,7 @@ import openai
 import pytest
 from sqlalchemy import select, text
 
-from tests.conftest import run_cli
+from tests.conftest import project_admin, run_cli
 from tests.test_flywheel_support import (
     log_request,
     open_project,
@@ -103,7 +103,7 @@ def project(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 
 def serve_the_subject(project: Project) -> str:
     """The customer's app asks for them (`user` = their e-mail) through the real HTTP API."""
-    admin = project.actor()
+    admin = project_admin(project)  # a key on PostgreSQL, where administration takes one
     key = principals.create_key(project.store, admin, "support-app", audience="internal").secret
     loader = llama_loader(project)
     app = __import__("tuneloop.serve.app", fromlist=["create_app"]).create_app(

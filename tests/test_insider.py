@@ -274,6 +274,27 @@ def test_tuneloop_yaml_cannot_launder_a_tier2_folder(insider) -> None:
     assert renamed.returncode != 0 and "tickets" in renamed.stderr
 
 
+def test_a_lower_tier_in_the_yaml_does_not_lower_a_served_variant(insider) -> None:
+    from tuneloop.data.sources import find_source
+    from tuneloop.variants import get_variant
+
+    root = insider["root"]
+    (root / "tuneloop.yaml").write_text(KB_CONFIG + RAG_VARIANT, encoding="utf-8")
+    assert cli(insider, "data", "sources").returncode == 0  # tickets known as Tier 2
+    # Edited on the serving host, unchecked: the variant's tier (which the public rollout gate
+    # reads) must not follow the file below what the store knows.
+    (root / "tuneloop.yaml").write_text((KB_CONFIG + RAG_VARIANT).replace(
+        "path: tickets, kind: documents, tier: 2", "path: tickets, kind: documents, tier: 1"),
+        encoding="utf-8")
+    project = Project.open(root)
+    try:
+        found = find_source(project, "tickets")
+        assert found is not None and found.tier == 2
+        assert get_variant(project, "rag").tier == 2
+    finally:
+        project.close()
+
+
 def test_lowering_a_tier_takes_a_privacy_key_and_a_reason_and_is_audited(insider) -> None:
     assert cli(insider, "data", "sources").returncode == 0
     assert cli(insider, "data", "tier", "tickets", "1", "--reason", "x").returncode != 0
@@ -392,6 +413,12 @@ def test_a_served_request_log_takes_the_tier_of_the_chunks_it_used(insider) -> N
     lowered = cli(insider, "data", "tier", "tickets", "1", "--reason",
                   "reviewed: synthetic tickets (PRV-12)", key="pia")
     assert lowered.returncode == 0, lowered.stderr
+    (root / "tuneloop.yaml").write_text((KB_CONFIG + SERVED_RAG).replace(
+        "path: tickets, kind: documents, tier: 2", "path: tickets, kind: documents, tier: 1"),
+        encoding="utf-8")
+    project.close()
+    project = Project.open(root)
+    store = project.store
     assert get_variant(project, "rag").tier == 1
     keys["dora"] = principals.create_key(store, project_admin(project), "dora").secret
     loader = llama_loader(project)

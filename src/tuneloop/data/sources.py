@@ -197,16 +197,18 @@ def get_source(project: Project, name: str) -> SourceInfo:
 def find_source(project: Project, name: str) -> SourceInfo | None:
     """One source by name from either registry, or None; reads only (cheap on hot paths).
 
-    The file's declaration wins, as in `sync_sources`; a variant's tier uses this per request.
+    The file's declaration wins, as in `sync_sources`, except that its tier never goes below the
+    one the store holds: the file is read here unchecked (a variant's tier uses this per
+    request), and only `data tier` with a privacy officer's key lowers a stored tier.
     """
     declared = project.config.source(name)
-    if declared is not None:
-        return SourceInfo(name, project.path(declared.path).resolve(), declared.kind,
-                          declared.format, declared.tier, declared.subject_field,
-                          declared.owner, YAML)
     with project.store.session(write=False) as session:
         row = session.execute(select(Source).where(Source.name == name)).scalar_one_or_none()
-        return _info(project, row) if row is not None else None
+        if declared is None:
+            return _info(project, row) if row is not None else None
+    tier = max(declared.tier, row.tier if row is not None else 1)
+    return SourceInfo(name, project.path(declared.path).resolve(), declared.kind,
+                      declared.format, tier, declared.subject_field, declared.owner, YAML)
 
 
 def _info(project: Project, row: Source) -> SourceInfo:
