@@ -30,7 +30,7 @@ def train(
     features: str = typer.Option(
         DEFAULT_FEATURES, help="What the router reads, joined by '+': embedding (MiniLM, fp32; "
                                "reused by RAG retrieval), embedding-int8 (MiniLM quantised to "
-                               "int8, first 64 word pieces: about a third of the CPU), tfidf "
+                               "int8, first 48 word pieces: under half the CPU), tfidf "
                                "(word + char n-grams, scikit-learn)."),
 ) -> None:
     """Train a new router version on a dataset's slice field (Tier 2 data needs `train`).
