@@ -187,6 +187,9 @@ def test_router_on_chosen_features_routes_held_out_messages_and_reloads_the_same
     # The saved artefact (weights, vocabularies and idf as plain files) predicts the same.
     saved = sorted(p.name for p in Path(record.path).iterdir())
     assert not [n for n in saved if n.endswith((".pkl", ".pickle", ".joblib"))]
+    meta = json.loads((Path(record.path) / "router.json").read_text())
+    assert meta["features"] == features
+    assert meta["int8_max_tokens"] == (48 if "int8" in features else None)
     reloaded = QueryRouter.load(Path(record.path)).predict(list(held_out.values()))
     for before, after in zip(predictions, reloaded, strict=True):
         assert after.slice == before.slice

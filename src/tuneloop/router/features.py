@@ -60,9 +60,11 @@ def parse(spec: str) -> list[str]:
 class EmbeddingFeatures:
     """Unit-length sentence embeddings of the message (fp32, or int8-quantised for the router)."""
 
-    def __init__(self, model: str, quantized: bool = False) -> None:
+    def __init__(self, model: str, quantized: bool = False,
+                 max_tokens: int = INT8_MAX_TOKENS) -> None:
         self.model = model
         self.quantized = quantized
+        self.max_tokens = max_tokens  # read by the int8 embedding only
         self.name = "embedding-int8" if quantized else "embedding"
 
     def _embedder(self) -> Any:
@@ -77,7 +79,7 @@ class EmbeddingFeatures:
         """One row per text; a single text takes the embedder's query path (one thread)."""
         embedder = self._embedder()
         if self.quantized:
-            texts = [_opening(embedder.tokenizer, t, INT8_MAX_TOKENS - 2) for t in texts]
+            texts = [_opening(embedder.tokenizer, t, self.max_tokens - 2) for t in texts]
         if len(texts) == 1:
             return np.asarray(embedder.embed_query(texts[0]))[None, :]
         return np.asarray(embedder.embed(list(texts), progress=progress))
@@ -175,6 +177,13 @@ class Features:
         self.name = "+".join(p.name for p in parts)
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """What router.json records beside the spec so the artefact predicts the same later."""
+        return {"int8_max_tokens": next((p.max_tokens for p in self.parts
+                                         if isinstance(p, EmbeddingFeatures) and p.quantized),
+                                        None)}
+
+    @property
     def embedding_model(self) -> str | None:
         """The embedding model the router runs, if any."""
         models = [p.model for p in self.parts if isinstance(p, EmbeddingFeatures)]
@@ -213,7 +222,8 @@ def build_features(spec: str, embedding_model: str) -> Features:
     return Features(parts)
 
 
-def load_features(folder: Path, spec: str, embedding_model: str | None) -> Features:
+def load_features(folder: Path, spec: str, embedding_model: str | None,
+                  int8_max_tokens: int | None = None) -> Features:
     """The trained featurisers a router saved in `folder`."""
     parts: list[Featuriser] = []
     for name in parse(spec):
@@ -223,7 +233,8 @@ def load_features(folder: Path, spec: str, embedding_model: str | None) -> Featu
             if not embedding_model:
                 raise ConfigError(f"{folder}: router features {spec!r} name no embedding model",
                                   hint="train the router again")
-            parts.append(EmbeddingFeatures(embedding_model, quantized=name == "embedding-int8"))
+            parts.append(EmbeddingFeatures(embedding_model, quantized=name == "embedding-int8",
+                                           max_tokens=int8_max_tokens or INT8_MAX_TOKENS))
     return Features(parts)
 
 

@@ -101,7 +101,7 @@ class QueryRouter:
         self.features.save(folder)
         (folder / META).write_text(json.dumps(
             {**meta, "labels": self.labels, "embedding_model": self.embedding_model,
-             "features": self.features.name},
+             "features": self.features.name, **self.features.settings},
             indent=2, sort_keys=True), encoding="utf-8")
 
     @classmethod
@@ -110,7 +110,7 @@ class QueryRouter:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
         # Routers saved before featurisers could be chosen ran the fp32 embedding.
         features = load_features(folder, str(meta.get("features") or "embedding"),
-                                 meta.get("embedding_model"))
+                                 meta.get("embedding_model"), meta.get("int8_max_tokens"))
         with np.load(folder / WEIGHTS, allow_pickle=False) as data:
             return cls([str(x) for x in data["labels"]], data["coef"], data["intercept"],
                        features)
