@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tuneloop.errors import DataError
-from tuneloop.router.features import Features, load_features
+from tuneloop.router.features import Features, build_features, load_features
 
 WEIGHTS = "weights.npz"
 META = "router.json"
@@ -56,10 +56,17 @@ class QueryRouter:
         return self.features.embedding_model
 
     @classmethod
-    def fit(cls, rows: Any, labels: Sequence[str], features: Features, *,
+    def fit(cls, rows: Any, labels: Sequence[str], features: Features | str, *,
             c: float = 16.0, seed: int = 0) -> QueryRouter:
-        """Train a multinomial logistic regression on feature rows (dense or sparse)."""
+        """Train a multinomial logistic regression on feature rows (dense or sparse).
+
+        `features` made the rows; a string names an embedding model whose fp32 embeddings they
+        are (the router's features before they could be chosen).
+        """
         from sklearn.linear_model import LogisticRegression
+
+        if isinstance(features, str):
+            features = build_features("embedding", features)
 
         names = sorted(set(labels))
         if len(names) < 2:
