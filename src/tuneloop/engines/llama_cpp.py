@@ -8,14 +8,6 @@ Safe for a server shared by many users:
   answer) can shape the next one: the same prompt at temperature 0 answers the same whatever ran
   before it;
 - closing a stream early stops generation and returns the context to the pool.
-
-Each context has one thread of its own that runs all of its generation, whoever asked: the
-caller reads the answer's pieces from a queue. llama.cpp's CPU backend runs on OpenMP, which
-keeps a team of worker threads per calling thread; when several threads (a pool, a server's
-worker threads, a stream read one token per thread hop) take turns on one context, their idle
-teams spin against the busy one, and two cores decoded at ~0.6x the speed of one caller
-(measured with the bundled model: 36 tokens/s from a pool thread after a main-thread call, 60
-from one thread).
 """
 
 from __future__ import annotations
@@ -24,7 +16,7 @@ import codecs
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -86,18 +78,14 @@ class LlamaCppEngine(Engine):
         self.model_name = name or path.stem
         self.n_threads = n_threads or physical_cores()
         self._contexts: list[Any] = []
-        self._jobs: queue.Queue[Callable[[Any], None] | None] = queue.Queue()
-        self._threads: list[threading.Thread] = []
+        self._pool: queue.Queue[Any] = queue.Queue()
         self._closed = False
         self._load_lock = threading.Lock()
         try:
-            for i in range(parallel):
+            for _ in range(parallel):
                 llm = self._load(n_ctx, n_batch, kv_cache_type)
                 self._contexts.append(llm)
-                thread = threading.Thread(target=self._serve, args=(llm,), daemon=True,
-                                          name=f"llama.cpp-{self.model_name}-{i}")
-                thread.start()
-                self._threads.append(thread)
+                self._pool.put(llm)
         except BaseException:
             self.close()
             raise
@@ -193,13 +181,8 @@ class LlamaCppEngine(Engine):
         return len(self._prompt_tokens(messages))
 
     def close(self) -> None:
-        """Free the contexts and the weights (a generation under way ends first)."""
+        """Free the contexts and the weights."""
         self._closed = True
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            thread.join(timeout=60)
-        self._threads.clear()
         for llm in self._contexts:
             llm.close()
         self._contexts.clear()
@@ -217,42 +200,12 @@ class LlamaCppEngine(Engine):
         # Tokenizing reads the vocabulary only, so it needs no context from the pool.
         return self._contexts[0].tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
-    def _serve(self, llm: Any) -> None:
-        """The context's thread: run each job on `llm` until the engine closes."""
-        while (job := self._jobs.get()) is not None:
-            job(llm)
-
     def _generate(self, prompt: list[int], params: GenerationParams,
                   started: float, grammar: str | None = None) -> Iterator[Delta]:
-        """The answer's pieces, decoded on a context's own thread; closing this generator
-        early stops the generation at its next token."""
-        if self._closed:
-            raise EngineError(f"the engine for {self.model_name} is closed")
-        pieces: queue.Queue[Delta | BaseException | None] = queue.Queue()
-        cancelled = threading.Event()
-
-        def job(llm: Any) -> None:
-            try:
-                for delta in self._decode(llm, prompt, params, started, grammar, cancelled):
-                    pieces.put(delta)
-            except BaseException as exc:  # handed to the caller, raised there
-                pieces.put(exc)
-            pieces.put(None)
-
-        self._jobs.put(job)
-        try:
-            while (item := pieces.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancelled.set()
-
-    def _decode(self, llm: Any, prompt: list[int], params: GenerationParams, started: float,
-                grammar: str | None, cancelled: threading.Event) -> Iterator[Delta]:
         import llama_cpp
         from llama_cpp.llama_grammar import LlamaGrammar
 
+        llm = self._pool.get()
         text: list[str] = []
         finish: FinishReason = "length"
         n_out = 0
@@ -270,8 +223,6 @@ class LlamaCppEngine(Engine):
                                   top_k=0, min_p=0.0, repeat_penalty=1.0, reset=True,
                                   grammar=LlamaGrammar.from_string(grammar) if grammar else None)
             for token in tokens:
-                if cancelled.is_set():
-                    return
                 if n_out == 0:
                     ttft = time.perf_counter() - started
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -292,6 +243,7 @@ class LlamaCppEngine(Engine):
             if tokens is not None:
                 tokens.close()
             self._forget(llm)
+            self._pool.put(llm)
         if tail:
             text.append(tail)
             yield Delta(tail)
