@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,8 +111,13 @@ def _int8_embedder(model: str) -> Any:
             from tuneloop.rag.embed import Embedder
 
             embedder = Embedder(model)
-            embedder.model = torch.ao.quantization.quantize_dynamic(
-                embedder.model, {torch.nn.Linear}, dtype=torch.qint8)
+            with warnings.catch_warnings():
+                # torch announces that its quantized tensor API will move (to torchao); it works
+                # in the pinned torch, and the notice would land in every command's output
+                warnings.filterwarnings("ignore", message=".*quantize_per_tensor",
+                                        category=UserWarning)
+                embedder.model = torch.ao.quantization.quantize_dynamic(
+                    embedder.model, {torch.nn.Linear}, dtype=torch.qint8)
             _int8[model] = embedder
         return _int8[model]
 
