@@ -95,6 +95,7 @@ def test_models_lists_each_embedding_model_and_embeddings_takes_a_routers_model(
         served: dict[str, Any], tmp_path: Path) -> None:
     from tuneloop.engines.bundled import bundled_embedding_dir
     from tuneloop.governance import principals
+    from tuneloop.router.features import build_features
     from tuneloop.router.model import QueryRouter
     from tuneloop.router.registry import register
 
@@ -113,7 +114,7 @@ def test_models_lists_each_embedding_model_and_embeddings_takes_a_routers_model(
     folder.symlink_to(bundled_embedding_dir(), target_is_directory=True)
     texts = ["I was charged twice", "refund my invoice", "SSO login fails", "SAML error"]
     router = QueryRouter.fit(get_embedder().embed(texts), ["billing", "billing", "sso", "sso"],
-                             str(folder))
+                             build_features("embedding", str(folder)))
     router.save(tmp_path / "router", {"name": "support"})
     register(project, project.actor(), name="support", version=1, path=tmp_path / "router",
              dataset_version="tickets@v1", slice_field="category", labels=["billing", "sso"],

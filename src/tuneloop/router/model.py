@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tuneloop.errors import DataError
-from tuneloop.router.features import Features, build_features, load_features
+from tuneloop.router.features import Features, load_features
 
 WEIGHTS = "weights.npz"
 META = "router.json"
@@ -56,17 +56,11 @@ class QueryRouter:
         return self.features.embedding_model
 
     @classmethod
-    def fit(cls, rows: Any, labels: Sequence[str], features: Features | str, *,
+    def fit(cls, rows: Any, labels: Sequence[str], features: Features, *,
             c: float = 16.0, seed: int = 0) -> QueryRouter:
-        """Train a multinomial logistic regression on feature rows (dense or sparse).
-
-        `features` made the rows; a string names an embedding model whose fp32 embeddings they
-        are (the router's features before they could be chosen).
-        """
+        """Train a multinomial logistic regression on feature rows (dense or sparse) that
+        `features` made."""
         from sklearn.linear_model import LogisticRegression
-
-        if isinstance(features, str):
-            features = build_features("embedding", features)
 
         names = sorted(set(labels))
         if len(names) < 2:
